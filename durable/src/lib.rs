@@ -1,0 +1,1 @@
+//! Bindery's Durable Objects. Not implemented yet: see the project's issues.

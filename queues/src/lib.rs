@@ -1,0 +1,1 @@
+//! Bindery's Queues. Not implemented yet: see the project's issues.

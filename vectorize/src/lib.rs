@@ -1,0 +1,1 @@
+//! Bindery's Vectorize. Not implemented yet: see the project's issues.
