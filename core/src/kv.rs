@@ -138,12 +138,10 @@ pub trait KvStore: Send + Sync + 'static {
     async fn get(&self, key: &str, options: GetOptions) -> KvResult<Option<Bytes>>;
 
     /// The value of `key` with its metadata and expiration.
-    async fn get_with_metadata(&self, key: &str, options: GetOptions)
-    -> KvResult<Option<KvEntry>>;
+    async fn get_with_metadata(&self, key: &str, options: GetOptions) -> KvResult<Option<KvEntry>>;
 
     /// The value of `key` as a stream of chunks, for large values.
-    async fn get_stream(&self, key: &str, options: GetOptions)
-    -> KvResult<Option<KvStreamEntry>>;
+    async fn get_stream(&self, key: &str, options: GetOptions) -> KvResult<Option<KvStreamEntry>>;
 
     /// Up to 100 keys at once; the answer lists every requested key in request order, with
     /// `None` for those absent. The values together may not exceed the bulk response limit.
@@ -182,19 +180,25 @@ pub trait KvStoreExt: KvStore {
     async fn get_json<T: DeserializeOwned>(&self, key: &str) -> KvResult<Option<T>> {
         match self.get(key, GetOptions::default()).await? {
             None => Ok(None),
-            Some(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|source| KvError::InvalidJson {
-                    key: key.to_owned(),
-                    source,
-                }),
+            Some(b) => {
+                serde_json::from_slice(&b)
+                    .map(Some)
+                    .map_err(|source| KvError::InvalidJson {
+                        key: key.to_owned(),
+                        source,
+                    })
+            }
         }
     }
 
     /// Stores text.
     async fn put_text(&self, key: &str, value: &str) -> KvResult<()> {
-        self.put(key, Bytes::copy_from_slice(value.as_bytes()), PutOptions::default())
-            .await
+        self.put(
+            key,
+            Bytes::copy_from_slice(value.as_bytes()),
+            PutOptions::default(),
+        )
+        .await
     }
 
     /// Stores a value serialized as JSON.
@@ -203,7 +207,8 @@ pub trait KvStoreExt: KvStore {
             key: key.to_owned(),
             source,
         })?;
-        self.put(key, Bytes::from(bytes), PutOptions::default()).await
+        self.put(key, Bytes::from(bytes), PutOptions::default())
+            .await
     }
 }
 

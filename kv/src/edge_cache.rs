@@ -64,7 +64,9 @@ impl EdgeCache {
         }
         let inner = self.inner.read();
         match inner.map.get(key) {
-            Some(e) if now_ms < e.fetched_ms.saturating_add(ttl_ms) => Lookup::Hit(e.record.clone()),
+            Some(e) if now_ms < e.fetched_ms.saturating_add(ttl_ms) => {
+                Lookup::Hit(e.record.clone())
+            }
             _ => Lookup::Miss,
         }
     }

@@ -4,8 +4,8 @@
 //! committer thread ([`crate::committer`]) in batches that must be applied atomically and
 //! durably.
 
-use bytes::Bytes;
 use bindery_core::kv::KvResult;
+use bytes::Bytes;
 
 /// One stored value with what KV keeps beside it.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,10 +67,18 @@ impl Record {
 /// One write, as the committer hands it to the engine.
 #[derive(Debug)]
 pub(crate) enum Op {
-    Put { key: String, record: Record },
-    Delete { key: String },
+    Put {
+        key: String,
+        record: Record,
+    },
+    Delete {
+        key: String,
+    },
     /// Remove every key whose expiration is at or before `now_secs`; at most `max` keys.
-    Sweep { now_secs: u64, max: usize },
+    Sweep {
+        now_secs: u64,
+        max: usize,
+    },
 }
 
 /// A page of keys from [`Engine::scan`].

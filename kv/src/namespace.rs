@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bindery_core::kv::{
-    GetOptions, KvEntry, KvError, KvLimits, KvResult, KvStore, KvStreamEntry, ListKey,
-    ListOptions, ListResult, PutOptions, validate_key,
+    GetOptions, KvEntry, KvError, KvLimits, KvResult, KvStore, KvStreamEntry, ListKey, ListOptions,
+    ListResult, PutOptions, validate_key,
 };
 use bindery_core::{ByteStream, SharedClock, SystemClock};
 use bytes::{Bytes, BytesMut};
@@ -352,7 +352,12 @@ impl KvNamespace {
     }
 
     /// Validates a write and turns it into a record.
-    fn prepare_put(&self, key: &str, len: usize, options: &PutOptions) -> KvResult<(Option<String>, Option<u64>)> {
+    fn prepare_put(
+        &self,
+        key: &str,
+        len: usize,
+        options: &PutOptions,
+    ) -> KvResult<(Option<String>, Option<u64>)> {
         let limits = &self.shared.limits;
         validate_key(key, limits)?;
         if len > limits.max_value_bytes {
@@ -437,11 +442,7 @@ impl KvStore for KvNamespace {
         Ok(self.read(key, ttl).await?.map(|r| r.value.clone()))
     }
 
-    async fn get_with_metadata(
-        &self,
-        key: &str,
-        options: GetOptions,
-    ) -> KvResult<Option<KvEntry>> {
+    async fn get_with_metadata(&self, key: &str, options: GetOptions) -> KvResult<Option<KvEntry>> {
         let ttl = self.cache_ttl_ms(options)?;
         self.read(key, ttl)
             .await?
@@ -449,11 +450,7 @@ impl KvStore for KvNamespace {
             .transpose()
     }
 
-    async fn get_stream(
-        &self,
-        key: &str,
-        options: GetOptions,
-    ) -> KvResult<Option<KvStreamEntry>> {
+    async fn get_stream(&self, key: &str, options: GetOptions) -> KvResult<Option<KvStreamEntry>> {
         let ttl = self.cache_ttl_ms(options)?;
         let Some(r) = self.read(key, ttl).await? else {
             return Ok(None);

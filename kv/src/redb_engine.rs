@@ -39,7 +39,8 @@ impl RedbEngine {
         let txn = db.begin_write().map_err(|e| err("open")(e.into()))?;
         let secret = {
             txn.open_table(ENTRIES).map_err(|e| err("open")(e.into()))?;
-            txn.open_table(EXPIRATIONS).map_err(|e| err("open")(e.into()))?;
+            txn.open_table(EXPIRATIONS)
+                .map_err(|e| err("open")(e.into()))?;
             let mut meta = txn.open_table(META).map_err(|e| err("open")(e.into()))?;
             let existing = meta
                 .get("cursor_secret")
@@ -108,8 +109,9 @@ impl Engine for RedbEngine {
             }
             seen += 1;
             page.last_seen = Some(key.to_owned());
-            let record = Record::decode(v.value())
-                .ok_or_else(|| KvError::engine("list", format!("corrupt record for key {key:?}")))?;
+            let record = Record::decode(v.value()).ok_or_else(|| {
+                KvError::engine("list", format!("corrupt record for key {key:?}"))
+            })?;
             if !record.expired_at(now_secs) {
                 page.entries.push((key.to_owned(), record));
             }
@@ -123,8 +125,12 @@ impl Engine for RedbEngine {
             .map_err(|e| KvError::engine("commit", e))?;
         let mut out = Vec::with_capacity(ops.len());
         {
-            let mut entries = txn.open_table(ENTRIES).map_err(|e| err("commit")(e.into()))?;
-            let mut exps = txn.open_table(EXPIRATIONS).map_err(|e| err("commit")(e.into()))?;
+            let mut entries = txn
+                .open_table(ENTRIES)
+                .map_err(|e| err("commit")(e.into()))?;
+            let mut exps = txn
+                .open_table(EXPIRATIONS)
+                .map_err(|e| err("commit")(e.into()))?;
             for op in ops {
                 let mut removed = 0;
                 match op {
@@ -134,7 +140,8 @@ impl Engine for RedbEngine {
                             .map_err(|e| err("put")(e.into()))?
                             .and_then(|g| Record::decode(g.value()));
                         if let Some(e) = old.and_then(|o| o.expiration) {
-                            exps.remove((e, key.as_str())).map_err(|e| err("put")(e.into()))?;
+                            exps.remove((e, key.as_str()))
+                                .map_err(|e| err("put")(e.into()))?;
                         }
                         if let Some(e) = record.expiration {
                             exps.insert((e, key.as_str()), ())
@@ -187,7 +194,9 @@ impl Engine for RedbEngine {
 
     fn stored_keys(&self) -> KvResult<u64> {
         let txn = self.db.begin_read().map_err(|e| err("stats")(e.into()))?;
-        let table = txn.open_table(ENTRIES).map_err(|e| err("stats")(e.into()))?;
+        let table = txn
+            .open_table(ENTRIES)
+            .map_err(|e| err("stats")(e.into()))?;
         table.len().map_err(|e| err("stats")(e.into()))
     }
 }

@@ -1,0 +1,1 @@
+//! Queues conformance: one function per documented behaviour. Filled in by the Queues issue.

@@ -1,0 +1,1 @@
+//! Vectorize conformance: one function per documented behaviour. Filled in by the Vectorize issue.
