@@ -72,6 +72,15 @@ impl Committer {
     ///
     /// Dropping the future does not withdraw the op: it may still be committed.
     pub async fn submit(&self, op: Op) -> KvResult<Applied> {
+        self.enqueue(op)?.await
+    }
+
+    /// Queues `op` and returns a future for its outcome that does not borrow the committer,
+    /// so a caller can wait without keeping the store alive.
+    pub fn enqueue(
+        &self,
+        op: Op,
+    ) -> KvResult<impl std::future::Future<Output = KvResult<Applied>> + Send + 'static> {
         if let Some(reason) = self.poisoned.lock().clone() {
             return Err(KvError::Poisoned { reason });
         }
@@ -81,7 +90,7 @@ impl Committer {
             .ok_or(KvError::Closed)?
             .send(Request { op, reply })
             .map_err(|_| KvError::Closed)?;
-        rx.await.map_err(|_| KvError::Closed)?
+        Ok(async move { rx.await.map_err(|_| KvError::Closed)? })
     }
 }
 

@@ -52,17 +52,16 @@ impl Engine for MemoryEngine {
             _ => Bound::Included(prefix),
         };
         let mut page = ScanPage::default();
-        let mut seen = 0;
-        for (key, record) in state
+        for (seen, (key, record)) in state
             .entries
             .range::<str, _>((start, Bound::Unbounded))
             .take_while(|(k, _)| k.starts_with(prefix))
+            .enumerate()
         {
             if page.entries.len() == max || seen == budget {
                 page.more = true;
                 break;
             }
-            seen += 1;
             page.last_seen = Some(key.clone());
             if !record.expired_at(now_secs) {
                 page.entries.push((key.clone(), record.clone()));
@@ -78,20 +77,20 @@ impl Engine for MemoryEngine {
             let mut removed = 0;
             match op {
                 Op::Put { key, record } => {
-                    if let Some(old) = state.entries.insert(key.clone(), record.clone()) {
-                        if let Some(e) = old.expiration {
-                            state.expirations.remove(&(e, key.clone()));
-                        }
+                    if let Some(old) = state.entries.insert(key.clone(), record.clone())
+                        && let Some(e) = old.expiration
+                    {
+                        state.expirations.remove(&(e, key.clone()));
                     }
                     if let Some(e) = record.expiration {
                         state.expirations.insert((e, key.clone()));
                     }
                 }
                 Op::Delete { key } => {
-                    if let Some(old) = state.entries.remove(key) {
-                        if let Some(e) = old.expiration {
-                            state.expirations.remove(&(e, key.clone()));
-                        }
+                    if let Some(old) = state.entries.remove(key)
+                        && let Some(e) = old.expiration
+                    {
+                        state.expirations.remove(&(e, key.clone()));
                     }
                 }
                 Op::Sweep { now_secs, max } => {

@@ -30,10 +30,10 @@ fn err(op: &'static str) -> impl FnOnce(redb::Error) -> KvError {
 
 impl RedbEngine {
     pub fn open(path: &Path) -> KvResult<Self> {
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| KvError::engine("open", e))?;
-            }
+        if let Some(parent) = path.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(parent).map_err(|e| KvError::engine("open", e))?;
         }
         let db = Database::create(path).map_err(|e| err("open")(e.into()))?;
         let txn = db.begin_write().map_err(|e| err("open")(e.into()))?;

@@ -15,13 +15,16 @@ use serde_json::json;
 
 use crate::{TestResult, ensure, ensure_eq};
 
+/// Opens the namespace under test at another location.
+type Locate = Box<dyn Fn(&str) -> Arc<dyn KvStore> + Send + Sync>;
+
 /// A namespace under test.
 pub struct KvSubject {
     /// The namespace at its default location.
     pub store: Arc<dyn KvStore>,
     /// The clock the namespace reads; cases advance it.
     pub clock: ManualClock,
-    locate: Box<dyn Fn(&str) -> Arc<dyn KvStore> + Send + Sync>,
+    locate: Locate,
     _guard: Box<dyn Any + Send + Sync>,
 }
 
