@@ -1,0 +1,167 @@
+//! The router: authentication, binding selection and dispatch to each protocol.
+//!
+//! A request that carries `X-Bindery-Binding: <kind>/<name>` is a binding request from
+//! workerd: it is authenticated with the bearer token (when the server has one), the store
+//! `<kind>/<name>` is opened on first use, and the request goes to that kind's protocol.
+//! `GET /healthz` answers the server's health without authentication.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Method, Request, Response, StatusCode};
+
+use crate::errors::{Protocol, ServerError, error_response};
+use crate::registry::{Kind, Registry, parse_binding};
+
+/// The header that selects the resource of a binding request.
+pub const BINDING_HEADER: &str = "x-bindery-binding";
+
+/// Shared state of every request.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    token: Option<String>,
+    started: Instant,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("registry", &self.inner.registry)
+            .field("token", &self.inner.token.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl AppState {
+    /// State serving `registry`; with `token`, every binding request must carry
+    /// `Authorization: Bearer <token>`.
+    pub fn new(registry: Registry, token: Option<String>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                token: token.filter(|t| !t.is_empty()),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// The stores.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    /// Whether `Authorization` carries the token (always true without a token).
+    fn authorized(&self, req: &Request<Body>) -> bool {
+        let Some(token) = &self.inner.token else {
+            return true;
+        };
+        let Some(value) = req.headers().get("authorization") else {
+            return false;
+        };
+        let expected = format!("Bearer {token}");
+        constant_time_eq(value.as_bytes(), expected.as_bytes())
+    }
+}
+
+/// Compares without leaking where the first difference is.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The server's routes, ready to serve or to test with `tower::ServiceExt::oneshot`.
+pub fn router(state: AppState) -> Router {
+    Router::new().fallback(dispatch).with_state(state)
+}
+
+fn protocol_of(kind: Kind) -> Protocol {
+    match kind {
+        Kind::Kv => Protocol::Kv,
+        Kind::R2 => Protocol::R2,
+        Kind::D1 => Protocol::D1,
+        Kind::Queue => Protocol::Queue,
+    }
+}
+
+async fn dispatch(State(state): State<AppState>, req: Request<Body>) -> Response<Body> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let binding = req.headers().get(BINDING_HEADER).cloned();
+    let (label, response) = match binding {
+        Some(value) => {
+            let label = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (label, binding_request(&state, value.as_bytes(), req).await)
+        }
+        None => ("-".to_owned(), plain_request(&state, req).await),
+    };
+    tracing::info!(
+        binding = %label,
+        %method,
+        path = %path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response
+}
+
+async fn binding_request(state: &AppState, header: &[u8], req: Request<Body>) -> Response<Body> {
+    // The header's kind decides the error shape even when the rest is wrong, so that the
+    // Worker sees its binding's own error.
+    let protocol = std::str::from_utf8(header)
+        .ok()
+        .and_then(|h| h.trim().split('/').next())
+        .and_then(Kind::parse)
+        .map(protocol_of)
+        .unwrap_or(Protocol::Plain);
+    if !state.authorized(&req) {
+        return error_response(protocol, &ServerError::Unauthorized);
+    }
+    let (kind, name) = match parse_binding(header) {
+        Ok(b) => b,
+        Err(e) => return error_response(protocol, &e),
+    };
+    let registry = state.registry();
+    match kind {
+        Kind::Kv => match registry.kv(&name).await {
+            Ok(store) => crate::kv::handle(store.as_ref(), req).await,
+            Err(e) => error_response(protocol, &e),
+        },
+        Kind::R2 | Kind::D1 | Kind::Queue => error_response(
+            protocol,
+            &ServerError::Unsupported {
+                what: format!("the {} binding", kind.as_str()),
+            },
+        ),
+    }
+}
+
+async fn plain_request(state: &AppState, req: Request<Body>) -> Response<Body> {
+    if req.uri().path() == "/healthz" && matches!(*req.method(), Method::GET | Method::HEAD) {
+        let body = serde_json::json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": state.inner.started.elapsed().as_secs(),
+        });
+        return Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap_or_else(|_| Response::new(Body::empty()));
+    }
+    if !state.authorized(&req) {
+        return error_response(Protocol::Plain, &ServerError::Unauthorized);
+    }
+    error_response(Protocol::Plain, &ServerError::MissingBinding)
+}

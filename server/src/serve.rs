@@ -1,0 +1,162 @@
+//! `bindery serve`: listening, the loopback rule, and a clean shutdown.
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bindery_core::SystemClock;
+use tokio::net::TcpListener;
+
+use crate::app::{AppState, router};
+use crate::registry::Registry;
+
+/// What `bindery serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The data folder. Default: `./.bindery`.
+    pub data: PathBuf,
+    /// The address to listen on. Default: `127.0.0.1:8787`.
+    pub listen: String,
+    /// The bearer token every binding request must carry, if any.
+    pub token: Option<String>,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// Listening on a non-loopback address needs a token.
+    #[error(
+        "refusing to listen on {addr} without a token: it is not a loopback address; pass --token or set BINDERY_TOKEN"
+    )]
+    NoTokenForNonLoopback {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// The address does not resolve or cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address as given.
+        addr: String,
+        /// The socket error.
+        source: std::io::Error,
+    },
+    /// The data folder cannot be created.
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir {
+        /// The folder.
+        path: PathBuf,
+        /// The file-system error.
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("serving failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Resolves `listen` and binds it, refusing a non-loopback address without a token.
+///
+/// # Errors
+///
+/// [`ServeError::NoTokenForNonLoopback`] or [`ServeError::Listen`].
+pub async fn bind(listen: &str, has_token: bool) -> Result<TcpListener, ServeError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: listen.to_owned(),
+            source,
+        })?
+        .collect();
+    if !has_token {
+        if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+            return Err(ServeError::NoTokenForNonLoopback { addr: *addr });
+        }
+    }
+    let mut last = None;
+    for addr in addrs {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(ServeError::Listen {
+        addr: listen.to_owned(),
+        source: last.unwrap_or_else(|| std::io::Error::other("the address resolves to nothing")),
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then lets in-flight requests
+/// finish and closes every store.
+///
+/// # Errors
+///
+/// [`ServeError::Serve`] if the listener fails.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let app = router(state.clone());
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Serve);
+    state.registry().close().await;
+    result
+}
+
+/// Runs `bindery serve` until SIGINT or SIGTERM.
+///
+/// # Errors
+///
+/// Any [`ServeError`].
+pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data).map_err(|source| ServeError::DataDir {
+        path: config.data.clone(),
+        source,
+    })?;
+    let listener = bind(&config.listen, config.token.is_some()).await?;
+    let local = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    let registry = Registry::new(config.data.clone(), SystemClock::shared(), None);
+    let state = AppState::new(registry, config.token.clone());
+    tracing::info!(
+        addr = %local,
+        data = %config.data.display(),
+        auth = config.token.is_some(),
+        "bindery listening"
+    );
+    // A line on stdout that scripts (and the tests) can wait for.
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "bindery listening on http://{local}");
+    let _ = out.flush();
+    serve_on(listener, state, shutdown_signal()).await?;
+    tracing::info!("bindery stopped");
+    Ok(())
+}
