@@ -613,3 +613,85 @@ impl KvStore for KvNamespace {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::engine::ScanPage;
+
+    /// Wraps the memory engine and fails every commit after the first `ok_commits`.
+    struct FailingEngine {
+        inner: MemoryEngine,
+        ok_commits: usize,
+        commits: AtomicUsize,
+    }
+
+    impl Engine for FailingEngine {
+        fn reads_are_in_memory(&self) -> bool {
+            true
+        }
+        fn read(&self, key: &str) -> KvResult<Option<Record>> {
+            self.inner.read(key)
+        }
+        fn scan(
+            &self,
+            prefix: &str,
+            after: Option<&str>,
+            max: usize,
+            budget: usize,
+            now_secs: u64,
+        ) -> KvResult<ScanPage> {
+            self.inner.scan(prefix, after, max, budget, now_secs)
+        }
+        fn apply(&self, ops: &[Op]) -> KvResult<Vec<usize>> {
+            if self.commits.fetch_add(1, Ordering::SeqCst) >= self.ok_commits {
+                return Err(KvError::engine(
+                    "commit",
+                    std::io::Error::other("injected: No space left on device"),
+                ));
+            }
+            self.inner.apply(ops)
+        }
+        fn cursor_secret(&self) -> [u8; 16] {
+            self.inner.cursor_secret()
+        }
+        fn stored_keys(&self) -> KvResult<u64> {
+            self.inner.stored_keys()
+        }
+    }
+
+    #[tokio::test]
+    async fn engine_failure_returns_a_clean_error_then_refuses_writes_and_keeps_serving_reads()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let engine = Arc::new(FailingEngine {
+            inner: MemoryEngine::new(),
+            ok_commits: 1,
+            commits: AtomicUsize::new(0),
+        });
+        let kv = KvBuilder::default()
+            .limits(KvLimits::unbounded())
+            .cache_capacity_bytes(0)
+            .build(engine);
+        kv.put("kept", Bytes::from_static(b"1"), PutOptions::default())
+            .await?;
+        let err = kv
+            .put("lost", Bytes::from_static(b"2"), PutOptions::default())
+            .await
+            .expect_err("injected failure");
+        assert!(matches!(err, KvError::Engine { .. }), "got {err:?}");
+        assert!(err.to_string().contains("No space left on device"));
+        let err = kv
+            .put("later", Bytes::from_static(b"3"), PutOptions::default())
+            .await
+            .expect_err("poisoned");
+        assert!(matches!(err, KvError::Poisoned { .. }), "got {err:?}");
+        assert_eq!(
+            kv.get("kept", GetOptions::default()).await?,
+            Some(Bytes::from_static(b"1"))
+        );
+        assert_eq!(kv.get("lost", GetOptions::default()).await?, None);
+        Ok(())
+    }
+}
