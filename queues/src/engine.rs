@@ -639,16 +639,16 @@ impl Cx<'_, '_> {
         Ok(Reply::Leased(out))
     }
 
-    /// Settles one message; `false` when it is gone already.
+    /// Settles one message; one already gone is left alone.
     fn settle(
         &mut self,
         q: u32,
         seq: u64,
         action: Action,
         policy: RetryPolicy,
-    ) -> QueueResult<bool> {
+    ) -> QueueResult<()> {
         let Some(mut rec) = self.get(q, seq)? else {
-            return Ok(false);
+            return Ok(());
         };
         match action {
             Action::Ack => self.delete(q, seq, &rec)?,
