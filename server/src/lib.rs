@@ -40,11 +40,14 @@
 
 pub mod app;
 pub mod body;
+pub mod cli;
 pub mod errors;
 pub mod kv;
 pub mod registry;
 pub mod serve;
 pub mod wire;
+pub mod workerd_config;
+pub mod wrangler;
 
 pub use app::{AppState, router};
 pub use registry::{Kind, Registry};

@@ -20,6 +20,12 @@ pub struct ServeConfig {
     pub listen: String,
     /// The bearer token every binding request must carry, if any.
     pub token: Option<String>,
+    /// A project's wrangler file: its queue consumers and crons are served.
+    pub wrangler: Option<PathBuf>,
+    /// Serve only the resources the wrangler file declares.
+    pub strict: bool,
+    /// Address of the driver Worker that delivers queue batches and cron events.
+    pub driver: String,
 }
 
 /// Why the server could not start.
@@ -50,6 +56,9 @@ pub enum ServeError {
         /// The file-system error.
         source: std::io::Error,
     },
+    /// The wrangler file is invalid.
+    #[error(transparent)]
+    Wrangler(#[from] crate::wrangler::WranglerError),
     /// Serving failed.
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
@@ -144,7 +153,16 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         addr: config.listen.clone(),
         source,
     })?;
-    let registry = Registry::new(config.data.clone(), SystemClock::shared(), None);
+    let project = config
+        .wrangler
+        .as_deref()
+        .map(crate::wrangler::Wrangler::load)
+        .transpose()?;
+    let declared = match (&project, config.strict) {
+        (Some(w), true) => Some(w.declared()?),
+        _ => None,
+    };
+    let registry = Registry::new(config.data.clone(), SystemClock::shared(), declared);
     let state = AppState::new(registry, config.token.clone());
     tracing::info!(
         addr = %local,
