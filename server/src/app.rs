@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::http::{Method, Request, Response, StatusCode};
 
 use crate::errors::{Protocol, ServerError, error_response};
-use crate::registry::{Kind, Registry, parse_binding};
+use crate::registry::{Kind, Registry, RegistryError, parse_binding};
 
 /// The header that selects the resource of a binding request.
 pub const BINDING_HEADER: &str = "x-bindery-binding";
@@ -138,7 +138,12 @@ async fn binding_request(state: &AppState, header: &[u8], req: Request<Body>) ->
             Ok(store) => crate::kv::handle(store.as_ref(), req).await,
             Err(e) => error_response(protocol, &e),
         },
-        Kind::R2 | Kind::D1 | Kind::Queue => error_response(
+        Kind::R2 => match registry.r2(&name).await {
+            Ok(bucket) => crate::r2::handle(bucket.as_ref(), req).await,
+            Err(RegistryError::Server(e)) => error_response(protocol, &e),
+            Err(RegistryError::Store(e)) => error_response(protocol, &e),
+        },
+        Kind::D1 | Kind::Queue => error_response(
             protocol,
             &ServerError::Unsupported {
                 what: format!("the {} binding", kind.as_str()),

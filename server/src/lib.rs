@@ -43,6 +43,7 @@ pub mod body;
 pub mod cli;
 pub mod errors;
 pub mod kv;
+pub mod r2;
 pub mod registry;
 pub mod serve;
 pub mod wire;

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bindery_core::SharedClock;
+use bindery_core::r2::{R2Bucket, R2Buckets, R2Error};
 use bindery_kv::KvNamespace;
+use bindery_r2::R2Store;
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
 
@@ -90,6 +92,21 @@ pub fn parse_binding(value: &[u8]) -> Result<(Kind, String), ServerError> {
     Ok((kind, name.to_owned()))
 }
 
+/// A failure to provide a store: the server's own, or the store's.
+#[derive(Debug)]
+pub enum RegistryError<E> {
+    /// Strict mode, an invalid name or an open failure.
+    Server(ServerError),
+    /// The store refused (an invalid bucket name, ...).
+    Store(E),
+}
+
+impl<E> From<ServerError> for RegistryError<E> {
+    fn from(e: ServerError) -> Self {
+        RegistryError::Server(e)
+    }
+}
+
 type Slot<T> = Arc<OnceCell<Arc<T>>>;
 
 /// Stores of one kind, opened at most once each.
@@ -123,6 +140,7 @@ pub struct Registry {
     clock: SharedClock,
     declared: Option<BTreeSet<(Kind, String)>>,
     kv: Pool<KvNamespace>,
+    r2: OnceCell<Arc<R2Store>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -147,6 +165,7 @@ impl Registry {
             clock,
             declared,
             kv: Pool::new(),
+            r2: OnceCell::new(),
         }
     }
 
@@ -220,13 +239,63 @@ impl Registry {
         .cloned()
     }
 
+    /// The store of every R2 bucket (the folder `r2/` of the data folder).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Internal`] if the folder cannot be opened.
+    pub async fn r2_store(&self) -> Result<Arc<R2Store>, ServerError> {
+        let root = self.data_dir.join("r2");
+        let clock = self.clock.clone();
+        self.r2
+            .get_or_try_init(|| async move {
+                bindery_r2::Bucket::builder()
+                    .clock(clock)
+                    .open_store(&root)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| ServerError::internal("opening the R2 store", e))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The R2 bucket `name`, created on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::UnknownBinding`] in strict mode for an undeclared name; the bucket's
+    /// own error for a name R2 refuses.
+    pub async fn r2(&self, name: &str) -> Result<Arc<dyn R2Bucket>, RegistryError<R2Error>> {
+        self.check_declared(Kind::R2, name)?;
+        let store = self.r2_store().await?;
+        match store.bucket(name).await {
+            Ok(b) => Ok(b),
+            Err(R2Error::NoSuchBucket { .. }) => {
+                match store.create_bucket(name).await {
+                    Ok(_) | Err(R2Error::BucketAlreadyExists { .. }) => {
+                        tracing::info!(bucket = name, "created R2 bucket");
+                    }
+                    Err(e) => return Err(RegistryError::Store(e)),
+                }
+                store.bucket(name).await.map_err(RegistryError::Store)
+            }
+            Err(e) => Err(RegistryError::Store(e)),
+        }
+    }
+
     /// Closes every open store: waits for pending commits and releases the files. Handles
     /// still held elsewhere close when their last clone is dropped.
     pub async fn close(&self) {
         let kv = self.kv.take_all();
         let count = kv.len();
+        let r2 = self.r2.get().cloned();
         // Dropping a namespace joins its commit thread: do it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || drop(kv)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            drop(kv);
+            drop(r2);
+        })
+        .await;
         tracing::info!(kv_namespaces = count, "stores closed");
     }
 }
