@@ -147,8 +147,8 @@ pub(crate) enum Op {
 /// The ready messages a [`Op::Fetch`] found.
 #[derive(Debug, Default)]
 pub(crate) struct Fetched {
-    /// (sequence, message) in index order.
-    pub messages: Vec<(u64, QueueMessage)>,
+    /// (sequence, visible-at ms, message) in index order.
+    pub messages: Vec<(u64, u64, QueueMessage)>,
     /// The last index key read; pass it as `after` next time.
     pub cursor: Option<(u64, u64)>,
     /// Whether `max` entries were read (more may be ready).
@@ -572,7 +572,7 @@ impl Cx<'_, '_> {
             if (rec.visible_at, rec.iseq) != (va, is) || self.expired(q, &rec) {
                 continue;
             }
-            out.messages.push((seq, rec.to_message()));
+            out.messages.push((seq, rec.visible_at, rec.to_message()));
         }
         if !out.full {
             let from = (q, self.now.saturating_add(1), 0);
@@ -640,13 +640,7 @@ impl Cx<'_, '_> {
     }
 
     /// Settles one message; one already gone is left alone.
-    fn settle(
-        &mut self,
-        q: u32,
-        seq: u64,
-        action: Action,
-        policy: RetryPolicy,
-    ) -> QueueResult<()> {
+    fn settle(&mut self, q: u32, seq: u64, action: Action, policy: RetryPolicy) -> QueueResult<()> {
         let Some(mut rec) = self.get(q, seq)? else {
             return Ok(());
         };

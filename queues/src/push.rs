@@ -132,10 +132,12 @@ async fn run(mut d: Dispatcher) {
                     if f.cursor.is_some() {
                         cursor = f.cursor;
                     }
-                    if pending.is_empty() && !f.messages.is_empty() {
-                        pending_since = Some(now);
+                    // The batch timer runs from when the first waiting message became
+                    // visible, not from when this task noticed it.
+                    if let Some(first) = f.messages.iter().map(|m| m.1).min() {
+                        pending_since = Some(pending_since.map_or(first, |p| p.min(first)));
                     }
-                    pending.extend(f.messages);
+                    pending.extend(f.messages.into_iter().map(|(seq, _, m)| (seq, m)));
                     fetch = f.full;
                     next_visible = f.next_visible_at;
                 }
