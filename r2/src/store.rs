@@ -65,6 +65,11 @@ impl R2Builder {
 }
 
 impl R2Store {
+    /// A builder with default settings (see [`R2Builder::open_store`]).
+    pub fn builder() -> R2Builder {
+        R2Builder::default()
+    }
+
     /// Opens (creating if needed) a store in `root` with default settings.
     pub async fn open(root: impl AsRef<Path>) -> R2Result<Self> {
         R2Builder::default().open_store(root).await
