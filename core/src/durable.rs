@@ -246,8 +246,7 @@ impl SqlCursor {
         match (self.rows.pop_front(), self.rows.len()) {
             (Some(row), 0) => Ok(row),
             (None, _) => Err(DurableError::Sql {
-                message: "Expected exactly one result from SQL query, but got no results."
-                    .into(),
+                message: "Expected exactly one result from SQL query, but got no results.".into(),
             }),
             (Some(_), more) => Err(DurableError::Sql {
                 message: format!(
@@ -610,8 +609,11 @@ pub trait StubTransport<O: DurableObject>: Send + Sync + 'static {
     /// Delivers an RPC call.
     async fn call(&self, id: &DurableObjectId, request: O::Request) -> DurableResult<O::Response>;
     /// Delivers a `fetch`.
-    async fn fetch(&self, id: &DurableObjectId, request: HttpRequest)
-    -> DurableResult<HttpResponse>;
+    async fn fetch(
+        &self,
+        id: &DurableObjectId,
+        request: HttpRequest,
+    ) -> DurableResult<HttpResponse>;
     /// Offers a connection to the object.
     async fn connect(
         &self,
