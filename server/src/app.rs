@@ -13,6 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{Method, Request, Response, StatusCode};
 
+use crate::driver::DriverClient;
 use crate::errors::{Protocol, ServerError, error_response};
 use crate::registry::{Kind, Registry, RegistryError, parse_binding};
 
@@ -29,6 +30,7 @@ struct Inner {
     registry: Registry,
     token: Option<String>,
     started: Instant,
+    driver: Option<DriverClient>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -49,6 +51,20 @@ impl AppState {
                 registry,
                 token: token.filter(|t| !t.is_empty()),
                 started: Instant::now(),
+                driver: None,
+            }),
+        }
+    }
+
+    /// State that can also fire cron triggers on request through the driver Worker.
+    pub fn with_driver(registry: Registry, token: Option<String>, driver: DriverClient) -> Self {
+        let token = token.filter(|t| !t.is_empty());
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                token,
+                started: Instant::now(),
+                driver: Some(driver),
             }),
         }
     }
@@ -143,7 +159,12 @@ async fn binding_request(state: &AppState, header: &[u8], req: Request<Body>) ->
             Err(RegistryError::Server(e)) => error_response(protocol, &e),
             Err(RegistryError::Store(e)) => error_response(protocol, &e),
         },
-        Kind::D1 | Kind::Queue => error_response(
+        Kind::Queue => match registry.queue(&name).await {
+            Ok(producer) => crate::queue::handle(producer.as_ref(), req).await,
+            Err(RegistryError::Server(e)) => error_response(protocol, &e),
+            Err(RegistryError::Store(e)) => error_response(protocol, &e),
+        },
+        Kind::D1 => error_response(
             protocol,
             &ServerError::Unsupported {
                 what: format!("the {} binding", kind.as_str()),
@@ -168,5 +189,45 @@ async fn plain_request(state: &AppState, req: Request<Body>) -> Response<Body> {
     if !state.authorized(&req) {
         return error_response(Protocol::Plain, &ServerError::Unauthorized);
     }
+    if req.uri().path() == "/cdn-cgi/handler/scheduled" {
+        let query = req.uri().query().map(str::to_owned);
+        drop(req);
+        return fire_scheduled(state, query.as_deref()).await;
+    }
     error_response(Protocol::Plain, &ServerError::MissingBinding)
+}
+
+/// `/cdn-cgi/handler/scheduled?cron=<expr>`: fires the Worker's `scheduled()` now, as
+/// wrangler's local development does.
+async fn fire_scheduled(state: &AppState, query: Option<&str>) -> Response<Body> {
+    let Some(driver) = &state.inner.driver else {
+        return error_response(
+            Protocol::Plain,
+            &ServerError::Unsupported {
+                what: "firing cron triggers without a driver Worker".into(),
+            },
+        );
+    };
+    let query = crate::wire::form_query(query);
+    let cron = query
+        .iter()
+        .find(|(k, _)| k == "cron")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let now = state.registry().clock().now_ms();
+    let body = serde_json::json!({"cron": cron, "scheduledTime": now});
+    match driver
+        .post_json("/scheduled", &body, std::time::Duration::from_secs(60))
+        .await
+    {
+        Ok(result) => Response::builder()
+            .status(StatusCode::OK)
+            .header("content-type", "application/json")
+            .body(Body::from(result.to_string()))
+            .unwrap_or_else(|_| Response::new(Body::empty())),
+        Err(e) => error_response(
+            Protocol::Plain,
+            &ServerError::internal("firing the cron trigger", e),
+        ),
+    }
 }

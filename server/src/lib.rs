@@ -41,8 +41,12 @@
 pub mod app;
 pub mod body;
 pub mod cli;
+pub mod consumers;
+pub mod cron;
+pub mod driver;
 pub mod errors;
 pub mod kv;
+pub mod queue;
 pub mod r2;
 pub mod registry;
 pub mod serve;

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bindery_core::SharedClock;
+use bindery_core::queues::{QueueBroker, QueueError, QueueProducer};
 use bindery_core::r2::{R2Bucket, R2Buckets, R2Error};
+use bindery_queues::Queues;
 use bindery_kv::KvNamespace;
 use bindery_r2::R2Store;
 use parking_lot::Mutex;
@@ -141,6 +143,7 @@ pub struct Registry {
     declared: Option<BTreeSet<(Kind, String)>>,
     kv: Pool<KvNamespace>,
     r2: OnceCell<Arc<R2Store>>,
+    queues: OnceCell<Queues>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -166,6 +169,7 @@ impl Registry {
             declared,
             kv: Pool::new(),
             r2: OnceCell::new(),
+            queues: OnceCell::new(),
         }
     }
 
@@ -284,16 +288,54 @@ impl Registry {
         }
     }
 
+    /// The broker of every queue (the file `queues.redb` of the data folder).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Internal`] if the store cannot be opened.
+    pub async fn queues(&self) -> Result<Queues, ServerError> {
+        let path = self.data_dir.join("queues.redb");
+        let clock = self.clock.clone();
+        self.queues
+            .get_or_try_init(|| async move {
+                Self::ensure_parent(&path).await?;
+                Queues::builder()
+                    .clock(clock)
+                    .open(&path)
+                    .await
+                    .map_err(|e| ServerError::internal("opening the queue store", e))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The producer of queue `name`, created on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::UnknownBinding`] in strict mode for an undeclared name; the broker's
+    /// error for a name it refuses.
+    pub async fn queue(
+        &self,
+        name: &str,
+    ) -> Result<Arc<dyn QueueProducer>, RegistryError<QueueError>> {
+        self.check_declared(Kind::Queue, name)?;
+        let broker = self.queues().await?;
+        broker.producer(name).await.map_err(RegistryError::Store)
+    }
+
     /// Closes every open store: waits for pending commits and releases the files. Handles
     /// still held elsewhere close when their last clone is dropped.
     pub async fn close(&self) {
         let kv = self.kv.take_all();
         let count = kv.len();
         let r2 = self.r2.get().cloned();
+        let queues = self.queues.get().cloned();
         // Dropping a namespace joins its commit thread: do it off the async workers.
         let _ = tokio::task::spawn_blocking(move || {
             drop(kv);
             drop(r2);
+            drop(queues);
         })
         .await;
         tracing::info!(kv_namespaces = count, "stores closed");

@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use bindery_core::SystemClock;
 use tokio::net::TcpListener;
 
+use std::sync::Arc;
+
 use crate::app::{AppState, router};
+use crate::cron::{DriverFire, Schedule};
+use crate::driver::DriverClient;
 use crate::registry::Registry;
 
 /// What `bindery serve` needs.
@@ -59,6 +63,9 @@ pub enum ServeError {
     /// The wrangler file is invalid.
     #[error(transparent)]
     Wrangler(#[from] crate::wrangler::WranglerError),
+    /// Consumers or cron triggers could not be set up.
+    #[error("{0}")]
+    Setup(String),
     /// Serving failed.
     #[error("serving failed: {0}")]
     Serve(std::io::Error),
@@ -162,8 +169,37 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         (Some(w), true) => Some(w.declared()?),
         _ => None,
     };
-    let registry = Registry::new(config.data.clone(), SystemClock::shared(), declared);
-    let state = AppState::new(registry, config.token.clone());
+    let clock = SystemClock::shared();
+    let registry = Registry::new(config.data.clone(), clock.clone(), declared);
+    let driver = DriverClient::new(config.driver.clone(), config.token.clone());
+    let state = AppState::with_driver(registry, config.token.clone(), driver.clone());
+    let mut consumers = Vec::new();
+    let mut cron_task = None;
+    if let Some(project) = &project {
+        if !project.queues.consumers.is_empty() {
+            let broker = state
+                .registry()
+                .queues()
+                .await
+                .map_err(|e| ServeError::Setup(e.to_string()))?;
+            consumers = crate::consumers::start_all(&broker, &project.queues.consumers, &driver)
+                .await
+                .map_err(|e| ServeError::Setup(format!("starting queue consumers: {e}")))?;
+        }
+        let mut schedules = Vec::new();
+        for cron in &project.triggers.crons {
+            let schedule = Schedule::parse(cron).map_err(ServeError::Setup)?;
+            schedules.push((cron.clone(), schedule));
+        }
+        if !schedules.is_empty() {
+            tracing::info!(crons = schedules.len(), driver = driver.addr(), "cron triggers armed");
+            cron_task = Some(crate::cron::spawn(
+                schedules,
+                clock.clone(),
+                Arc::new(DriverFire::new(driver.clone())),
+            ));
+        }
+    }
     tracing::info!(
         addr = %local,
         data = %config.data.display(),
@@ -174,7 +210,16 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let mut out = std::io::stdout();
     let _ = writeln!(out, "bindery listening on http://{local}");
     let _ = out.flush();
-    serve_on(listener, state, shutdown_signal()).await?;
+    let shutdown = async move {
+        shutdown_signal().await;
+        if let Some(task) = cron_task {
+            task.abort();
+        }
+        for consumer in consumers {
+            consumer.shutdown().await;
+        }
+    };
+    serve_on(listener, state, shutdown).await?;
     tracing::info!("bindery stopped");
     Ok(())
 }
