@@ -25,7 +25,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use async_trait::async_trait;
+/// Re-exported so that a crate can implement [`DurableObject`] without depending on
+/// `async-trait` itself: put `#[async_trait]` on the `impl`.
+pub use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
