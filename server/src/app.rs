@@ -164,12 +164,11 @@ async fn binding_request(state: &AppState, header: &[u8], req: Request<Body>) ->
             Err(RegistryError::Server(e)) => error_response(protocol, &e),
             Err(RegistryError::Store(e)) => error_response(protocol, &e),
         },
-        Kind::D1 => error_response(
-            protocol,
-            &ServerError::Unsupported {
-                what: format!("the {} binding", kind.as_str()),
-            },
-        ),
+        Kind::D1 => match registry.d1(&name).await {
+            Ok(db) => crate::d1::handle(db.as_ref(), req).await,
+            Err(RegistryError::Server(e)) => error_response(protocol, &e),
+            Err(RegistryError::Store(e)) => error_response(protocol, &e),
+        },
     }
 }
 

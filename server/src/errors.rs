@@ -302,6 +302,15 @@ pub fn error_response(protocol: Protocol, err: &dyn PlatformError) -> Response<B
             Body::from(header.to_string())
         }
         Protocol::D1 => {
+            // The client adds `D1_ERROR: ` itself.
+            let message = match err.code() {
+                Some(CloudflareCode::Name(code)) => message
+                    .strip_prefix(code)
+                    .and_then(|m| m.strip_prefix(": "))
+                    .map(str::to_owned)
+                    .unwrap_or(message),
+                _ => message,
+            };
             let body = serde_json::json!({"success": false, "error": message});
             builder = builder
                 .status(StatusCode::OK)

@@ -43,6 +43,7 @@ pub mod body;
 pub mod cli;
 pub mod consumers;
 pub mod cron;
+pub mod d1;
 pub mod driver;
 pub mod errors;
 pub mod kv;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bindery_core::SharedClock;
+use bindery_core::d1::{D1Catalog, D1Database, D1Error};
 use bindery_core::queues::{QueueBroker, QueueError, QueueProducer};
 use bindery_core::r2::{R2Bucket, R2Buckets, R2Error};
 use bindery_queues::Queues;
@@ -144,6 +145,7 @@ pub struct Registry {
     kv: Pool<KvNamespace>,
     r2: OnceCell<Arc<R2Store>>,
     queues: OnceCell<Queues>,
+    d1: OnceCell<bindery_d1::Catalog>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -170,6 +172,7 @@ impl Registry {
             kv: Pool::new(),
             r2: OnceCell::new(),
             queues: OnceCell::new(),
+            d1: OnceCell::new(),
         }
     }
 
@@ -324,6 +327,56 @@ impl Registry {
         broker.producer(name).await.map_err(RegistryError::Store)
     }
 
+    /// The catalog of every D1 database (the folder `d1/` of the data folder).
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::Internal`] if the folder cannot be created.
+    pub async fn d1_catalog(&self) -> Result<bindery_d1::Catalog, ServerError> {
+        let root = self.data_dir.join("d1");
+        let clock = self.clock.clone();
+        self.d1
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || {
+                    bindery_d1::Catalog::with_builder(
+                        &root,
+                        bindery_d1::Database::builder().clock(clock),
+                        bindery_d1::DEFAULT_OPEN_CAPACITY,
+                    )
+                })
+                .await
+                .map_err(|e| ServerError::internal("opening the D1 catalog", e))?
+                .map_err(|e| ServerError::internal("opening the D1 catalog", e))
+            })
+            .await
+            .cloned()
+    }
+
+    /// The D1 database `name`, created on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::UnknownBinding`] in strict mode for an undeclared name; the catalog's
+    /// error for a name it refuses.
+    pub async fn d1(&self, name: &str) -> Result<Arc<dyn D1Database>, RegistryError<D1Error>> {
+        self.check_declared(Kind::D1, name)?;
+        let catalog = self.d1_catalog().await?;
+        match catalog.database(name).await {
+            Ok(db) => Ok(db),
+            Err(D1Error::NotFound { .. }) => match catalog.create(name).await {
+                Ok(db) => {
+                    tracing::info!(database = name, "created D1 database");
+                    Ok(db)
+                }
+                Err(D1Error::AlreadyExists { .. }) => {
+                    catalog.database(name).await.map_err(RegistryError::Store)
+                }
+                Err(e) => Err(RegistryError::Store(e)),
+            },
+            Err(e) => Err(RegistryError::Store(e)),
+        }
+    }
+
     /// Closes every open store: waits for pending commits and releases the files. Handles
     /// still held elsewhere close when their last clone is dropped.
     pub async fn close(&self) {
@@ -331,11 +384,13 @@ impl Registry {
         let count = kv.len();
         let r2 = self.r2.get().cloned();
         let queues = self.queues.get().cloned();
+        let d1 = self.d1.get().cloned();
         // Dropping a namespace joins its commit thread: do it off the async workers.
         let _ = tokio::task::spawn_blocking(move || {
             drop(kv);
             drop(r2);
             drop(queues);
+            drop(d1);
         })
         .await;
         tracing::info!(kv_namespaces = count, "stores closed");
