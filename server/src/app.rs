@@ -16,6 +16,7 @@ use axum::http::{Method, Request, Response, StatusCode};
 use crate::driver::DriverClient;
 use crate::errors::{Protocol, ServerError, error_response};
 use crate::registry::{Kind, Registry, RegistryError, parse_binding};
+use crate::sigv4::Credentials;
 
 /// The header that selects the resource of a binding request.
 pub const BINDING_HEADER: &str = "x-bindery-binding";
@@ -31,6 +32,54 @@ struct Inner {
     token: Option<String>,
     started: Instant,
     driver: Option<DriverClient>,
+    s3: Credentials,
+}
+
+/// Builds an [`AppState`].
+#[derive(Debug)]
+pub struct AppStateBuilder {
+    registry: Registry,
+    token: Option<String>,
+    driver: Option<DriverClient>,
+    s3: Option<Credentials>,
+}
+
+impl AppStateBuilder {
+    /// The bearer token binding requests must carry. Default: none.
+    pub fn token(mut self, token: Option<String>) -> Self {
+        self.token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// The driver Worker, for firing cron triggers on request. Default: none.
+    pub fn driver(mut self, driver: DriverClient) -> Self {
+        self.driver = Some(driver);
+        self
+    }
+
+    /// The S3 API's credentials. Default: access key `bindery`, secret the token (or
+    /// `bindery` without one).
+    pub fn s3_credentials(mut self, creds: Credentials) -> Self {
+        self.s3 = Some(creds);
+        self
+    }
+
+    /// The state.
+    pub fn build(self) -> AppState {
+        let s3 = self.s3.unwrap_or_else(|| Credentials {
+            access_key_id: "bindery".to_owned(),
+            secret_access_key: self.token.clone().unwrap_or_else(|| "bindery".to_owned()),
+        });
+        AppState {
+            inner: Arc::new(Inner {
+                registry: self.registry,
+                token: self.token,
+                started: Instant::now(),
+                driver: self.driver,
+                s3,
+            }),
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -44,28 +93,19 @@ impl std::fmt::Debug for AppState {
 
 impl AppState {
     /// State serving `registry`; with `token`, every binding request must carry
-    /// `Authorization: Bearer <token>`.
+    /// `Authorization: Bearer <token>`. The S3 API accepts the access key `bindery` with the
+    /// token as its secret (`bindery` without a token).
     pub fn new(registry: Registry, token: Option<String>) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                registry,
-                token: token.filter(|t| !t.is_empty()),
-                started: Instant::now(),
-                driver: None,
-            }),
-        }
+        Self::builder(registry).token(token).build()
     }
 
-    /// State that can also fire cron triggers on request through the driver Worker.
-    pub fn with_driver(registry: Registry, token: Option<String>, driver: DriverClient) -> Self {
-        let token = token.filter(|t| !t.is_empty());
-        Self {
-            inner: Arc::new(Inner {
-                registry,
-                token,
-                started: Instant::now(),
-                driver: Some(driver),
-            }),
+    /// A builder for the optional parts: token, driver, S3 credentials.
+    pub fn builder(registry: Registry) -> AppStateBuilder {
+        AppStateBuilder {
+            registry,
+            token: None,
+            driver: None,
+            s3: None,
         }
     }
 
@@ -172,7 +212,23 @@ async fn binding_request(state: &AppState, header: &[u8], req: Request<Body>) ->
     }
 }
 
+/// Whether a request is signed the AWS way (header or presigned URL).
+fn is_s3(req: &Request<Body>) -> bool {
+    let header = req
+        .headers()
+        .get("authorization")
+        .is_some_and(|v| v.as_bytes().starts_with(b"AWS4-") || v.as_bytes().starts_with(b"AWS "));
+    header
+        || req
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-Algorithm=") || q.contains("X-Amz-Signature="))
+}
+
 async fn plain_request(state: &AppState, req: Request<Body>) -> Response<Body> {
+    if is_s3(&req) {
+        return crate::s3::handle(state.registry(), &state.inner.s3, req).await;
+    }
     if req.uri().path() == "/healthz" && matches!(*req.method(), Method::GET | Method::HEAD) {
         let body = serde_json::json!({
             "status": "ok",

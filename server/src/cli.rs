@@ -47,6 +47,12 @@ pub enum Command {
         /// Address of the driver Worker (`bindery workerd-config --driver-listen`).
         #[arg(long, default_value = "127.0.0.1:8788")]
         driver: String,
+        /// Access key id of the S3 API.
+        #[arg(long, env = "BINDERY_S3_ACCESS_KEY_ID", default_value = "bindery")]
+        s3_access_key_id: String,
+        /// Secret access key of the S3 API (default: the token, or `bindery` without one).
+        #[arg(long, env = "BINDERY_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+        s3_secret_access_key: Option<String>,
     },
     /// Write a workerd config running a project's Worker against `bindery serve`.
     WorkerdConfig {
@@ -180,7 +186,15 @@ pub async fn run(cli: Cli) -> CliResult {
             wrangler,
             strict,
             driver,
+            s3_access_key_id,
+            s3_secret_access_key,
         } => {
+            let s3 = crate::sigv4::Credentials {
+                access_key_id: s3_access_key_id,
+                secret_access_key: s3_secret_access_key
+                    .or_else(|| token.clone())
+                    .unwrap_or_else(|| "bindery".to_owned()),
+            };
             crate::serve::run(crate::ServeConfig {
                 data,
                 listen,
@@ -188,6 +202,7 @@ pub async fn run(cli: Cli) -> CliResult {
                 wrangler,
                 strict,
                 driver,
+                s3: Some(s3),
             })
             .await?;
             Ok(())

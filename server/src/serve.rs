@@ -30,6 +30,9 @@ pub struct ServeConfig {
     pub strict: bool,
     /// Address of the driver Worker that delivers queue batches and cron events.
     pub driver: String,
+    /// The S3 API's credentials; default: access key `bindery`, secret the token (or
+    /// `bindery`).
+    pub s3: Option<crate::sigv4::Credentials>,
 }
 
 /// Why the server could not start.
@@ -172,7 +175,13 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let clock = SystemClock::shared();
     let registry = Registry::new(config.data.clone(), clock.clone(), declared);
     let driver = DriverClient::new(config.driver.clone(), config.token.clone());
-    let state = AppState::with_driver(registry, config.token.clone(), driver.clone());
+    let mut builder = AppState::builder(registry)
+        .token(config.token.clone())
+        .driver(driver.clone());
+    if let Some(creds) = config.s3.clone() {
+        builder = builder.s3_credentials(creds);
+    }
+    let state = builder.build();
     let mut consumers = Vec::new();
     let mut cron_task = None;
     if let Some(project) = &project {
