@@ -64,6 +64,12 @@ pub use bucket::{Bucket, R2Builder};
 pub use lifecycle::MaintenanceReport;
 pub use store::R2Store;
 
+/// The MD5 digest of `data`, as R2 computes etags (hex-encode it for an etag).
+pub fn md5_digest(data: &[u8]) -> [u8; 16] {
+    use md5::Digest;
+    md5::Md5::digest(data).into()
+}
+
 /// Runs a blocking call (file or index I/O) on Tokio's blocking pool.
 pub(crate) async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> R2Result<T> + Send + 'static,
