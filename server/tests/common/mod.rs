@@ -378,3 +378,32 @@ pub fn workerd_config(project: &Path, bindery: &str, token: Option<&str>, out: &
     assert!(ok, "workerd-config failed: {stdout}{stderr}");
     (project.join(out), port)
 }
+
+/// A Python virtual environment with boto3 and the AWS CLI, installed with pip on first use.
+pub fn python_venv() -> PathBuf {
+    static VENV: OnceLock<PathBuf> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let venv = tools_dir().join("venv");
+        let ready = venv.join("bin/aws").is_file()
+            && Command::new(venv.join("bin/python"))
+                .args(["-c", "import boto3"])
+                .status()
+                .is_ok_and(|s| s.success());
+        if !ready {
+            std::fs::create_dir_all(tools_dir()).expect("creating the tools folder");
+            let status = Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("running python3 -m venv (is Python 3 installed?)");
+            assert!(status.success(), "creating the venv failed: {status}");
+            let status = Command::new(venv.join("bin/pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check", "boto3", "awscli"])
+                .status()
+                .expect("running pip");
+            assert!(status.success(), "pip install boto3 awscli failed: {status}");
+        }
+        venv
+    })
+    .clone()
+}
