@@ -121,8 +121,13 @@ mod tests {
 
     #[tokio::test]
     async fn read_capped_refuses_a_body_over_the_limit_and_reports_its_size() {
-        let err = read_capped(Body::from(vec![0u8; 11]), 10).await.unwrap_err();
-        assert!(matches!(err, ServerError::BodyTooLarge { len: 11, limit: 10 }));
+        let err = read_capped(Body::from(vec![0u8; 11]), 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ServerError::BodyTooLarge { len: 11, limit: 10 }
+        ));
         let ok = read_capped(Body::from(vec![1u8; 10]), 10).await.unwrap();
         assert_eq!(ok.len(), 10);
     }

@@ -255,7 +255,10 @@ fn kv_name(target: &KvTarget) -> Result<String, Box<dyn std::error::Error>> {
                 None => Wrangler::find(Path::new("."))?,
             };
             Wrangler::load(&path)?.kv_name(binding).ok_or_else(|| {
-                format!("no kv_namespaces entry with binding {binding:?} in {}", path.display())
+                format!(
+                    "no kv_namespaces entry with binding {binding:?} in {}",
+                    path.display()
+                )
             })?
         }
         (None, None) => return Err("pass --binding NAME or --namespace-id ID".into()),
@@ -274,7 +277,13 @@ async fn open_kv(target: &KvTarget) -> Result<bindery_kv::KvNamespace, Box<dyn s
     bindery_kv::KvNamespace::builder()
         .open(&path)
         .await
-        .map_err(|e| format!("cannot open {} (is `bindery serve` running on it?): {e}", path.display()).into())
+        .map_err(|e| {
+            format!(
+                "cannot open {} (is `bindery serve` running on it?): {e}",
+                path.display()
+            )
+            .into()
+        })
 }
 
 async fn kv_key(command: KvKeyCommand) -> CliResult {
@@ -290,11 +299,15 @@ async fn kv_key(command: KvKeyCommand) -> CliResult {
         } => {
             let bytes = match (value, path) {
                 (Some(v), _) => Bytes::from(v.into_bytes()),
-                (None, Some(p)) => Bytes::from(std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?),
+                (None, Some(p)) => {
+                    Bytes::from(std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?)
+                }
                 (None, None) => return Err("pass a VALUE or --path FILE".into()),
             };
             let metadata = metadata
-                .map(|m| serde_json::from_str(&m).map_err(|e| format!("--metadata is not JSON: {e}")))
+                .map(|m| {
+                    serde_json::from_str(&m).map_err(|e| format!("--metadata is not JSON: {e}"))
+                })
                 .transpose()?;
             let kv = open_kv(&target).await?;
             kv.put(

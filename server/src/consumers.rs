@@ -110,12 +110,12 @@ pub fn apply_result(batch: &MessageBatch, result: &Value) -> Result<(), HandlerE
     if result.get("ackAll").and_then(Value::as_bool) == Some(true) {
         batch.ack_all();
     }
-    if let Some(rb) = result.get("retryBatch") {
-        if rb.get("retry").and_then(Value::as_bool) == Some(true) {
-            batch.retry_all(RetryOptions {
-                delay_seconds: rb.get("delaySeconds").and_then(Value::as_u64),
-            });
-        }
+    if let Some(rb) = result.get("retryBatch")
+        && rb.get("retry").and_then(Value::as_bool) == Some(true)
+    {
+        batch.retry_all(RetryOptions {
+            delay_seconds: rb.get("delaySeconds").and_then(Value::as_u64),
+        });
     }
     match result.get("outcome").and_then(Value::as_str) {
         Some("ok") => Ok(()),
@@ -231,7 +231,10 @@ mod tests {
         assert!(apply_result(&b, &r).is_err());
         assert_eq!(
             b.outcomes(false, Some(4)),
-            vec![MessageOutcome::Ack, MessageOutcome::Retry { delay_seconds: 4 }]
+            vec![
+                MessageOutcome::Ack,
+                MessageOutcome::Retry { delay_seconds: 4 }
+            ]
         );
     }
 
@@ -241,7 +244,10 @@ mod tests {
         let r = json!({"outcome":"ok","ackAll":false,"retryBatch":{"retry":true,"delaySeconds":3},
             "explicitAcks":[],"retryMessages":[]});
         apply_result(&b, &r).unwrap();
-        assert_eq!(b.outcomes(true, None), vec![MessageOutcome::Retry { delay_seconds: 3 }]);
+        assert_eq!(
+            b.outcomes(true, None),
+            vec![MessageOutcome::Retry { delay_seconds: 3 }]
+        );
         let b = batch(&["m1"]);
         let r = json!({"outcome":"ok","ackAll":true,"retryBatch":{"retry":true},
             "explicitAcks":[],"retryMessages":[]});

@@ -44,16 +44,28 @@ fn value(text: &str, min: u32, max: u32, names: &[&str], name_base: u32) -> Resu
 }
 
 /// Parses one field into a bit set; returns the set and whether it was `*`.
-fn field(text: &str, min: u32, max: u32, names: &[&str], name_base: u32) -> Result<(u64, bool), String> {
-    if text.contains(['L', 'W', '#']) && !names.iter().any(|n| text.to_ascii_uppercase().contains(n)) {
-        return Err(format!("{text:?}: the L, W and # extensions are not supported"));
+fn field(
+    text: &str,
+    min: u32,
+    max: u32,
+    names: &[&str],
+    name_base: u32,
+) -> Result<(u64, bool), String> {
+    if text.contains(['L', 'W', '#'])
+        && !names.iter().any(|n| text.to_ascii_uppercase().contains(n))
+    {
+        return Err(format!(
+            "{text:?}: the L, W and # extensions are not supported"
+        ));
     }
     let mut bits = 0u64;
     let mut star = false;
     for part in text.split(',') {
         let (range, step) = match part.split_once('/') {
             Some((r, s)) => {
-                let s: u32 = s.parse().map_err(|_| format!("step {s:?} is not a number"))?;
+                let s: u32 = s
+                    .parse()
+                    .map_err(|_| format!("step {s:?} is not a number"))?;
                 if s == 0 {
                     return Err("a step of 0".to_owned());
                 }
@@ -281,10 +293,16 @@ mod tests {
     fn weekday_and_month_names_work() {
         // Mondays at 09:30: the next one after Friday is three days later.
         let s = Schedule::parse("30 9 * * MON").unwrap();
-        assert_eq!(s.next_after(FRI), Some(FRI + 3 * 86_400_000 + (9 * 60 + 30) * 60_000));
+        assert_eq!(
+            s.next_after(FRI),
+            Some(FRI + 3 * 86_400_000 + (9 * 60 + 30) * 60_000)
+        );
         // Midnight on the first of January.
         let s = Schedule::parse("0 0 1 JAN *").unwrap();
-        assert_eq!(s.next_after(FRI), Some(days_from_civil(2027, 1, 1) as u64 * 86_400_000));
+        assert_eq!(
+            s.next_after(FRI),
+            Some(days_from_civil(2027, 1, 1) as u64 * 86_400_000)
+        );
         // 7 is Sunday too.
         assert_eq!(
             Schedule::parse("0 0 * * 7").unwrap(),
@@ -304,7 +322,11 @@ mod tests {
         let e = Schedule::parse("61 * * * *").unwrap_err();
         assert!(e.contains("minute field"), "{e}");
         assert!(Schedule::parse("* * *").unwrap_err().contains("expected 5"));
-        assert!(Schedule::parse("0 0 L * *").unwrap_err().contains("not supported"));
+        assert!(
+            Schedule::parse("0 0 L * *")
+                .unwrap_err()
+                .contains("not supported")
+        );
         assert_eq!(Schedule::parse("0 0 30 2 *").unwrap().next_after(FRI), None);
     }
 
@@ -323,12 +345,18 @@ mod tests {
         let clock = ManualClock::new(FRI + 30_000);
         let record = Arc::new(Record(Mutex::new(Vec::new()), tokio::sync::Notify::new()));
         let task = spawn(
-            vec![("*/2 * * * *".into(), Schedule::parse("*/2 * * * *").unwrap())],
+            vec![(
+                "*/2 * * * *".into(),
+                Schedule::parse("*/2 * * * *").unwrap(),
+            )],
             Arc::new(clock.clone()),
             record.clone(),
         );
         tokio::task::yield_now().await;
-        assert!(record.0.lock().is_empty(), "nothing fires before its minute");
+        assert!(
+            record.0.lock().is_empty(),
+            "nothing fires before its minute"
+        );
         for expected in 1..=3u64 {
             clock.advance_ms(120_000);
             tokio::time::timeout(std::time::Duration::from_secs(5), record.1.notified())

@@ -176,7 +176,9 @@ async fn exec(db: &dyn D1Database, items: &[Value]) -> Value {
     for item in items {
         let sql = item.get("sql").and_then(Value::as_str).unwrap_or("");
         if sql.trim().is_empty() {
-            out.push(json!({"success": true, "meta": bindery_core::d1::D1Meta::default().to_json()}));
+            out.push(
+                json!({"success": true, "meta": bindery_core::d1::D1Meta::default().to_json()}),
+            );
             continue;
         }
         match db.exec(sql).await {
@@ -186,7 +188,9 @@ async fn exec(db: &dyn D1Database, items: &[Value]) -> Value {
                 out.push(json!({"success": true, "meta": meta}));
             }
             Err(D1Error::NoStatements) => {
-                out.push(json!({"success": true, "meta": bindery_core::d1::D1Meta::default().to_json()}));
+                out.push(
+                    json!({"success": true, "meta": bindery_core::d1::D1Meta::default().to_json()}),
+                );
             }
             Err(D1Error::Exec { message, .. }) => {
                 out.push(json!({"success": false, "error": message}));

@@ -172,6 +172,9 @@ mod tests {
         assert_eq!(parse_response(plain).unwrap(), (200, b"{}".to_vec()));
         let chunked =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4\r\n\":1}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).unwrap(), (200, b"{\"a\":1}".to_vec()));
+        assert_eq!(
+            parse_response(chunked).unwrap(),
+            (200, b"{\"a\":1}".to_vec())
+        );
     }
 }

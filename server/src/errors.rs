@@ -43,7 +43,9 @@ pub enum Protocol {
 #[non_exhaustive]
 pub enum ServerError {
     /// The request has no `X-Bindery-Binding` header.
-    #[error("missing X-Bindery-Binding header; expected <kind>/<name> with kind kv, r2, d1 or queue")]
+    #[error(
+        "missing X-Bindery-Binding header; expected <kind>/<name> with kind kv, r2, d1 or queue"
+    )]
     MissingBinding,
     /// The `X-Bindery-Binding` header is malformed.
     #[error("invalid X-Bindery-Binding header {value:?}: {reason}")]
@@ -248,7 +250,13 @@ pub fn reason_phrase(message: &str) -> hyper::ext::ReasonPhrase {
 pub fn header_text(text: &str) -> HeaderValue {
     let cleaned: String = text
         .chars()
-        .map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     HeaderValue::from_str(&cleaned).unwrap_or_else(|_| HeaderValue::from_static("error"))
 }

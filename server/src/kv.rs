@@ -182,9 +182,10 @@ struct BulkRequest {
 
 async fn bulk_get(store: &dyn KvStore, req: Request<Body>) -> Result<Response<Body>, Failure> {
     let bytes = body::read_capped(req.into_body(), BULK_BODY_LIMIT).await?;
-    let request: BulkRequest = serde_json::from_slice(&bytes).map_err(|e| ServerError::BadBody {
-        reason: format!("bulk get body: {e}"),
-    })?;
+    let request: BulkRequest =
+        serde_json::from_slice(&bytes).map_err(|e| ServerError::BadBody {
+            reason: format!("bulk get body: {e}"),
+        })?;
     let as_json = match request.value_type.as_deref() {
         None | Some("text") => false,
         Some("json") => true,

@@ -14,9 +14,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, Response, StatusCode};
 use base64::Engine as _;
 use bindery_core::r2::{
-    Conditional, EtagMatcher, GetOptions, HttpMetadata, ListInclude, ListOptions,
-    MultipartOptions, PutOptions, R2Body, R2Bucket, R2Error, R2GetResult, R2MultipartUpload,
-    R2Object, R2Range, R2UploadedPart, StorageClass,
+    Conditional, EtagMatcher, GetOptions, HttpMetadata, ListInclude, ListOptions, MultipartOptions,
+    PutOptions, R2Body, R2Bucket, R2Error, R2GetResult, R2MultipartUpload, R2Object, R2Range,
+    R2UploadedPart, StorageClass,
 };
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
@@ -290,7 +290,11 @@ pub fn object_json(o: &R2Object) -> Value {
     v
 }
 
-fn with_metadata(status: StatusCode, meta: Bytes, body: Option<(u64, bindery_core::ByteStream)>) -> Result<Response<Body>, Failure> {
+fn with_metadata(
+    status: StatusCode,
+    meta: Bytes,
+    body: Option<(u64, bindery_core::ByteStream)>,
+) -> Result<Response<Body>, Failure> {
     let meta_len = meta.len() as u64;
     let builder = Response::builder()
         .status(status)
@@ -321,7 +325,11 @@ async fn head(bucket: &dyn R2Bucket, op: &Value) -> Result<Response<Body>, Failu
     let key = object_key(op)?;
     match bucket.head(&key).await? {
         None => Err(Failure::NotFound(key)),
-        Some(o) => with_metadata(StatusCode::OK, Bytes::from(object_json(&o).to_string()), None),
+        Some(o) => with_metadata(
+            StatusCode::OK,
+            Bytes::from(object_json(&o).to_string()),
+            None,
+        ),
     }
 }
 
@@ -340,10 +348,8 @@ async fn get(bucket: &dyn R2Bucket, op: &Value) -> Result<Response<Body>, Failur
                 None,
             )?;
             let err = json!({"version": 1, "v4code": 10031, "message": R2Error::PreconditionFailed.to_string()});
-            r.headers_mut().insert(
-                "cf-r2-error",
-                crate::errors::header_text(&err.to_string()),
-            );
+            r.headers_mut()
+                .insert("cf-r2-error", crate::errors::header_text(&err.to_string()));
             Ok(r)
         }
         Some(R2GetResult::Body(b)) => {
@@ -358,7 +364,10 @@ async fn list(bucket: &dyn R2Bucket, op: &Value) -> Result<Response<Body>, Failu
     let mut include = ListInclude::default();
     if let Some(Value::Array(items)) = op.get("include") {
         for i in items {
-            match i.as_u64().or_else(|| i.as_str().and_then(|s| s.parse().ok())) {
+            match i
+                .as_u64()
+                .or_else(|| i.as_str().and_then(|s| s.parse().ok()))
+            {
                 Some(0) => include.http_metadata = true,
                 Some(1) => include.custom_metadata = true,
                 _ => {}
@@ -404,20 +413,21 @@ fn decode_hex(field: &str, s: &str) -> Result<Vec<u8>, Failure> {
 }
 
 async fn write(bucket: &dyn R2Bucket, req: Request<Body>) -> Result<Response<Body>, Failure> {
-    let size_header = req
-        .headers()
-        .get("cf-r2-metadata-size")
-        .ok_or_else(|| Failure::Server(ServerError::BadHeader {
+    let size_header = req.headers().get("cf-r2-metadata-size").ok_or_else(|| {
+        Failure::Server(ServerError::BadHeader {
             name: "CF-R2-Metadata-Size",
             reason: "the header is missing".into(),
-        }))?;
+        })
+    })?;
     let meta_size: usize = std::str::from_utf8(size_header.as_bytes())
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| Failure::Server(ServerError::BadHeader {
-            name: "CF-R2-Metadata-Size",
-            reason: "not a non-negative integer".into(),
-        }))?;
+        .ok_or_else(|| {
+            Failure::Server(ServerError::BadHeader {
+                name: "CF-R2-Metadata-Size",
+                reason: "not a non-negative integer".into(),
+            })
+        })?;
     if meta_size > MAX_OPERATION_BYTES {
         let streamed = body::streamed(req.into_body());
         drop(streamed.stream);

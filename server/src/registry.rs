@@ -12,8 +12,8 @@ use bindery_core::SharedClock;
 use bindery_core::d1::{D1Catalog, D1Database, D1Error};
 use bindery_core::queues::{QueueBroker, QueueError, QueueProducer};
 use bindery_core::r2::{R2Bucket, R2Buckets, R2Error};
-use bindery_queues::Queues;
 use bindery_kv::KvNamespace;
+use bindery_queues::Queues;
 use bindery_r2::R2Store;
 use parking_lot::Mutex;
 use tokio::sync::OnceCell;
@@ -89,8 +89,11 @@ pub fn parse_binding(value: &[u8]) -> Result<(Kind, String), ServerError> {
         .trim()
         .split_once('/')
         .ok_or_else(|| bad("expected <kind>/<name>".to_owned()))?;
-    let kind = Kind::parse(kind)
-        .ok_or_else(|| bad(format!("unknown kind {kind:?}; expected kv, r2, d1 or queue")))?;
+    let kind = Kind::parse(kind).ok_or_else(|| {
+        bad(format!(
+            "unknown kind {kind:?}; expected kv, r2, d1 or queue"
+        ))
+    })?;
     validate_name(name).map_err(bad)?;
     Ok((kind, name.to_owned()))
 }
@@ -214,9 +217,9 @@ impl Registry {
 
     async fn ensure_parent(path: &Path) -> Result<(), ServerError> {
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                ServerError::internal(format!("creating {}", parent.display()), e)
-            })?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| ServerError::internal(format!("creating {}", parent.display()), e))?;
         }
         Ok(())
     }

@@ -148,7 +148,10 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<std::borrow::Cow<'a,
         .map(|v| String::from_utf8_lossy(v.as_bytes()))
 }
 
-async fn bucket_of(registry: &Registry, name: &str) -> Result<std::sync::Arc<dyn R2Bucket>, Failure> {
+async fn bucket_of(
+    registry: &Registry,
+    name: &str,
+) -> Result<std::sync::Arc<dyn R2Bucket>, Failure> {
     let store = registry.r2_store().await?;
     Ok(store.bucket(name).await?)
 }
@@ -177,7 +180,9 @@ async fn dispatch(registry: &Registry, req: Request<Body>) -> S3Result {
         Method::GET | Method::HEAD if query.contains_key("uploadId") => {
             list_parts(b, &bucket, &key, &query["uploadId"]).await
         }
-        Method::GET | Method::HEAD => get_object(b, &key, req.headers(), method == Method::HEAD).await,
+        Method::GET | Method::HEAD => {
+            get_object(b, &key, req.headers(), method == Method::HEAD).await
+        }
         Method::PUT if query.contains_key("uploadId") => upload_part(b, &key, &query, req).await,
         Method::PUT if req.headers().contains_key("x-amz-copy-source") => {
             copy_object(registry, b, &key, req.headers()).await
@@ -336,7 +341,9 @@ async fn bucket_request(
                     .map(|k| format!("<Deleted><Key>{}</Key></Deleted>", xml_escape(k)))
                     .collect()
             };
-            xml_ok(format!("<DeleteResult xmlns=\"{XMLNS}\">{deleted}</DeleteResult>"))
+            xml_ok(format!(
+                "<DeleteResult xmlns=\"{XMLNS}\">{deleted}</DeleteResult>"
+            ))
         }
         _ => Err(not_implemented(method, &format!("/{bucket}"))),
     }
@@ -398,7 +405,11 @@ async fn list_objects(
     let max_keys: usize = match query.get("max-keys") {
         None => 1000,
         Some(m) => m.parse().map_err(|_| {
-            S3Error::new("InvalidArgument", 400, format!("max-keys {m:?} is not a number"))
+            S3Error::new(
+                "InvalidArgument",
+                400,
+                format!("max-keys {m:?} is not a number"),
+            )
         })?,
     };
     let mut options = ListOptions {
@@ -408,7 +419,10 @@ async fn list_objects(
         ..Default::default()
     };
     if v2 {
-        options.cursor = query.get("continuation-token").cloned().filter(|c| !c.is_empty());
+        options.cursor = query
+            .get("continuation-token")
+            .cloned()
+            .filter(|c| !c.is_empty());
         options.start_after = query.get("start-after").cloned().filter(|s| !s.is_empty());
     } else if let Some(marker) = query.get("marker").filter(|m| !m.is_empty()) {
         // A marker that is a rolled-up prefix skips every key under it.
@@ -444,7 +458,12 @@ async fn list_objects(
     let prefixes: String = page
         .delimited_prefixes
         .iter()
-        .map(|p| format!("<CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes>", maybe_encode(p, url)))
+        .map(|p| {
+            format!(
+                "<CommonPrefixes><Prefix>{}</Prefix></CommonPrefixes>",
+                maybe_encode(p, url)
+            )
+        })
         .collect();
     let mut head = format!(
         "<Name>{}</Name><Prefix>{}</Prefix><MaxKeys>{max_keys}</MaxKeys><IsTruncated>{}</IsTruncated>",
@@ -464,10 +483,16 @@ async fn list_objects(
             page.objects.len() + page.delimited_prefixes.len()
         ));
         if let Some(t) = query.get("continuation-token") {
-            head.push_str(&format!("<ContinuationToken>{}</ContinuationToken>", xml_escape(t)));
+            head.push_str(&format!(
+                "<ContinuationToken>{}</ContinuationToken>",
+                xml_escape(t)
+            ));
         }
         if let Some(s) = query.get("start-after") {
-            head.push_str(&format!("<StartAfter>{}</StartAfter>", maybe_encode(s, url)));
+            head.push_str(&format!(
+                "<StartAfter>{}</StartAfter>",
+                maybe_encode(s, url)
+            ));
         }
         if let (true, Some(c)) = (page.truncated, &page.cursor) {
             head.push_str(&format!(
@@ -484,7 +509,10 @@ async fn list_objects(
             let last_key = page.objects.last().map(|o| o.key.clone());
             let last_prefix = page.delimited_prefixes.last().cloned();
             if let Some(next) = last_key.into_iter().chain(last_prefix).max() {
-                head.push_str(&format!("<NextMarker>{}</NextMarker>", maybe_encode(&next, url)));
+                head.push_str(&format!(
+                    "<NextMarker>{}</NextMarker>",
+                    maybe_encode(&next, url)
+                ));
             }
         }
     }
@@ -493,7 +521,11 @@ async fn list_objects(
     ))
 }
 
-async fn list_uploads(b: &dyn R2Bucket, bucket: &str, query: &BTreeMap<String, String>) -> S3Result {
+async fn list_uploads(
+    b: &dyn R2Bucket,
+    bucket: &str,
+    query: &BTreeMap<String, String>,
+) -> S3Result {
     let page = b
         .list_multipart_uploads(ListUploadsOptions {
             prefix: query.get("prefix").cloned().filter(|p| !p.is_empty()),
@@ -608,9 +640,12 @@ fn custom_metadata(headers: &HeaderMap) -> BTreeMap<String, String> {
     headers
         .iter()
         .filter_map(|(k, v)| {
-            k.as_str()
-                .strip_prefix("x-amz-meta-")
-                .map(|name| (name.to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            k.as_str().strip_prefix("x-amz-meta-").map(|name| {
+                (
+                    name.to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
         })
         .collect()
 }
@@ -645,7 +680,9 @@ fn object_headers(
         .header("accept-ranges", "bytes")
         .header(
             "content-type",
-            h.content_type.as_deref().unwrap_or("application/octet-stream"),
+            h.content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
         );
     for (name, value) in [
         ("content-language", &h.content_language),
@@ -746,7 +783,12 @@ pub fn aws_chunked(inner: ByteStream) -> ByteStream {
         DataEnd,
         Done,
     }
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("aws-chunked body: {m}"));
+    let bad = |m: &str| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("aws-chunked body: {m}"),
+        )
+    };
     let stream = futures_util::stream::unfold(
         (inner, BytesMut::new(), State::Header, false),
         move |(mut inner, mut buf, mut state, mut eof)| async move {
@@ -768,7 +810,10 @@ pub fn aws_chunked(inner: ByteStream) -> ByteStream {
                                     continue;
                                 }
                                 Err(_) => {
-                                    return Some((Err(bad("bad chunk size")), (inner, buf, State::Done, true)));
+                                    return Some((
+                                        Err(bad("bad chunk size")),
+                                        (inner, buf, State::Done, true),
+                                    ));
                                 }
                             }
                         }
@@ -776,7 +821,11 @@ pub fn aws_chunked(inner: ByteStream) -> ByteStream {
                     State::Data(n) if !buf.is_empty() => {
                         let take = n.min(buf.len());
                         let chunk = buf.split_to(take).freeze();
-                        let next = if take == n { State::DataEnd } else { State::Data(n - take) };
+                        let next = if take == n {
+                            State::DataEnd
+                        } else {
+                            State::Data(n - take)
+                        };
                         return Some((Ok(chunk), (inner, buf, next, eof)));
                     }
                     State::Data(_) => {}
@@ -845,12 +894,14 @@ async fn put_object(b: &dyn R2Bucket, key: &str, req: Request<Body>) -> S3Result
     if options.sha256.is_none() && options.sha1.is_none() {
         options.md5 = b64(&headers, "content-md5")?;
     }
-    if options.sha256.is_none() && options.sha1.is_none() && options.md5.is_none() {
-        if let Some(h) = header(&headers, "x-amz-content-sha256") {
-            if h.len() == 64 && h.bytes().all(|c| c.is_ascii_hexdigit()) {
-                options.sha256 = hex::decode(h.as_bytes()).ok();
-            }
-        }
+    if options.sha256.is_none()
+        && options.sha1.is_none()
+        && options.md5.is_none()
+        && let Some(h) = header(&headers, "x-amz-content-sha256")
+        && h.len() == 64
+        && h.bytes().all(|c| c.is_ascii_hexdigit())
+    {
+        options.sha256 = hex::decode(h.as_bytes()).ok();
     }
     let (stream, drain) = object_body(req);
     match b.put(key, R2Body::Stream(stream), options).await {
@@ -868,7 +919,11 @@ async fn put_object(b: &dyn R2Bucket, key: &str, req: Request<Body>) -> S3Result
             )
             .into())
         }
-        Err(R2Error::BadDigest { algorithm, provided, actual }) => {
+        Err(R2Error::BadDigest {
+            algorithm,
+            provided,
+            actual,
+        }) => {
             drain.finish().await;
             Err(S3Error::new(
                 if algorithm == "SHA-256" && headers.contains_key("x-amz-content-sha256") && !headers.contains_key("x-amz-checksum-sha256") {
@@ -960,7 +1015,11 @@ async fn copy_object(
     let source = decode(source.split('?').next().unwrap_or(""));
     let source = source.trim_start_matches('/');
     let (src_bucket, src_key) = source.split_once('/').ok_or_else(|| {
-        S3Error::new("InvalidArgument", 400, "x-amz-copy-source must be <bucket>/<key>")
+        S3Error::new(
+            "InvalidArgument",
+            400,
+            "x-amz-copy-source must be <bucket>/<key>",
+        )
     })?;
     let src = bucket_of(registry, src_bucket).await?;
     let got = src

@@ -87,10 +87,8 @@ pub async fn bind(listen: &str, has_token: bool) -> Result<TcpListener, ServeErr
             source,
         })?
         .collect();
-    if !has_token {
-        if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
-            return Err(ServeError::NoTokenForNonLoopback { addr: *addr });
-        }
+    if !has_token && let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+        return Err(ServeError::NoTokenForNonLoopback { addr: *addr });
     }
     let mut last = None;
     for addr in addrs {
@@ -201,7 +199,11 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             schedules.push((cron.clone(), schedule));
         }
         if !schedules.is_empty() {
-            tracing::info!(crons = schedules.len(), driver = driver.addr(), "cron triggers armed");
+            tracing::info!(
+                crons = schedules.len(),
+                driver = driver.addr(),
+                "cron triggers armed"
+            );
             cron_task = Some(crate::cron::spawn(
                 schedules,
                 clock.clone(),

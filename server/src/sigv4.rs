@@ -196,7 +196,12 @@ pub fn verify(
 ) -> Result<(), AuthFailure> {
     let query = uri.query().unwrap_or("");
     let pairs = query_pairs(query);
-    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let get = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
     let auth_header = headers
         .get("authorization")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -248,7 +253,12 @@ pub fn verify(
             expires_secs: None,
         }
     } else if get("X-Amz-Algorithm") == Some("AWS4-HMAC-SHA256") {
-        let missing = |n: &str| fail("AuthorizationQueryParametersError", format!("{n} is missing"));
+        let missing = |n: &str| {
+            fail(
+                "AuthorizationQueryParametersError",
+                format!("{n} is missing"),
+            )
+        };
         let credential = get("X-Amz-Credential").ok_or_else(|| missing("X-Amz-Credential"))?;
         let (access_key, date, region, service) = split_credential(credential)?;
         Parts {
@@ -362,10 +372,7 @@ mod tests {
     #[test]
     fn amz_dates_parse() {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
-        assert_eq!(
-            parse_amz_date("20130524T000000Z"),
-            Some(1_369_353_600_000)
-        );
+        assert_eq!(parse_amz_date("20130524T000000Z"), Some(1_369_353_600_000));
         assert_eq!(parse_amz_date("2013-05-24"), None);
     }
 

@@ -206,8 +206,7 @@ pub fn generate(
     let module_root = main.parent().unwrap_or(Path::new("/")).to_owned();
 
     let bindings = wrangler.resource_bindings()?;
-    let with_driver =
-        !wrangler.queues.consumers.is_empty() || !wrangler.triggers.crons.is_empty();
+    let with_driver = !wrangler.queues.consumers.is_empty() || !wrangler.triggers.crons.is_empty();
 
     let mut services = vec!["    (name = \"main\", worker = .mainWorker),".to_owned()];
     if with_driver {
@@ -275,7 +274,10 @@ pub fn generate(
     for b in &bindings {
         let service = text(&service_name(b.kind, &b.name));
         let line = match b.kind {
-            Kind::Kv => format!("    (name = {}, kvNamespace = {service}),", text(&b.binding)),
+            Kind::Kv => format!(
+                "    (name = {}, kvNamespace = {service}),",
+                text(&b.binding)
+            ),
             Kind::R2 => format!("    (name = {}, r2Bucket = {service}),", text(&b.binding)),
             Kind::Queue => format!("    (name = {}, queue = {service}),", text(&b.binding)),
             Kind::D1 => format!(
@@ -316,7 +318,10 @@ pub fn generate(
     if with_driver {
         let mut driver_bindings = vec!["(name = \"CONSUMER\", service = \"main\")".to_owned()];
         if let Some(token) = &options.token {
-            driver_bindings.push(format!("(name = \"BINDERY_TOKEN\", text = {})", text(token)));
+            driver_bindings.push(format!(
+                "(name = \"BINDERY_TOKEN\", text = {})",
+                text(token)
+            ));
         }
         capnp.push_str(&format!(
             "\nconst driverWorker :Workerd.Worker = (\n  modules = [(name = \"driver.js\", esModule = embed {})],\n  compatibilityDate = \"2025-01-01\",\n  compatibilityFlags = [\"service_binding_extra_handlers\"],\n  bindings = [{}],\n);\n",
@@ -366,7 +371,10 @@ mod tests {
             relative(Path::new("/a/b/src/index.js"), Path::new("/a/b")),
             "src/index.js"
         );
-        assert_eq!(relative(Path::new("/a/src/x.js"), Path::new("/a/out")), "../src/x.js");
+        assert_eq!(
+            relative(Path::new("/a/src/x.js"), Path::new("/a/out")),
+            "../src/x.js"
+        );
     }
 
     #[test]
@@ -405,10 +413,19 @@ mod tests {
         assert!(c.contains("value = \"kv/ns1\""), "{c}");
         assert!(c.contains("value = \"d1/db1\""), "{c}");
         assert!(c.contains("value = \"Bearer t0k\""), "{c}");
-        assert!(c.contains("(name = \"KV\", kvNamespace = \"bindery-kv-ns1\")"), "{c}");
+        assert!(
+            c.contains("(name = \"KV\", kvNamespace = \"bindery-kv-ns1\")"),
+            "{c}"
+        );
         assert!(c.contains("cloudflare-internal:d1-api"), "{c}");
-        assert!(c.contains("(name = \"index.js\", esModule = embed \"src/index.js\")"), "{c}");
-        assert!(c.contains("(name = \"util.mjs\", esModule = embed \"src/util.mjs\")"), "{c}");
+        assert!(
+            c.contains("(name = \"index.js\", esModule = embed \"src/index.js\")"),
+            "{c}"
+        );
+        assert!(
+            c.contains("(name = \"util.mjs\", esModule = embed \"src/util.mjs\")"),
+            "{c}"
+        );
         assert!(c.contains("(name = \"A\", text = \"x\\\"y\")"), "{c}");
         assert!(c.contains("service_binding_extra_handlers"), "{c}");
         let main_pos = c.find("index.js").unwrap();

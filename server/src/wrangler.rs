@@ -249,7 +249,11 @@ impl Wrangler {
     pub fn resource_bindings(&self) -> Result<Vec<ResourceBinding>, WranglerError> {
         let mut out = Vec::new();
         for kv in &self.kv_namespaces {
-            out.push((kv.binding.clone(), Kind::Kv, kv.id.clone().unwrap_or(kv.binding.clone())));
+            out.push((
+                kv.binding.clone(),
+                Kind::Kv,
+                kv.id.clone().unwrap_or(kv.binding.clone()),
+            ));
         }
         for d1 in &self.d1_databases {
             let name = d1
@@ -360,8 +364,7 @@ pub fn strip_jsonc(text: &str) -> String {
                     }
                 } else if chars.get(j) == Some(&'/') && chars.get(j + 1) == Some(&'*') {
                     j += 2;
-                    while j < chars.len() && !(chars[j] == '*' && chars.get(j + 1) == Some(&'/'))
-                    {
+                    while j < chars.len() && !(chars[j] == '*' && chars.get(j + 1) == Some(&'/')) {
                         j += 1;
                     }
                     j += 2;
@@ -438,19 +441,29 @@ mod tests {
         "#;
         let a = Wrangler::parse(jsonc, false).unwrap();
         let b = Wrangler::parse(toml, true).unwrap();
-        assert_eq!(a.resource_bindings().unwrap(), b.resource_bindings().unwrap());
+        assert_eq!(
+            a.resource_bindings().unwrap(),
+            b.resource_bindings().unwrap()
+        );
         assert_eq!(a.declared().unwrap(), b.declared().unwrap());
         assert_eq!(a.queues.consumers, b.queues.consumers);
         assert_eq!(a.triggers.crons, b.triggers.crons);
         assert_eq!(a.vars, b.vars);
-        assert!(a.declared().unwrap().contains(&(Kind::Queue, "dlq".to_owned())));
+        assert!(
+            a.declared()
+                .unwrap()
+                .contains(&(Kind::Queue, "dlq".to_owned()))
+        );
         assert_eq!(a.kv_name("KV").as_deref(), Some("abc123"));
     }
 
     #[test]
     fn unusable_resource_names_are_reported_with_their_binding() {
-        let w = Wrangler::parse(r#"{"r2_buckets":[{"binding":"B","bucket_name":"../x"}]}"#, false)
-            .unwrap();
+        let w = Wrangler::parse(
+            r#"{"r2_buckets":[{"binding":"B","bucket_name":"../x"}]}"#,
+            false,
+        )
+        .unwrap();
         let err = w.resource_bindings().unwrap_err().to_string();
         assert!(err.contains("binding B"), "{err}");
     }

@@ -39,7 +39,14 @@ fn a_worker_in_workerd_uses_bindery_for_every_kv_operation() -> TestResult {
     let (bad_config, bad_port) =
         workerd_config(&project, &server.addr, Some("wrong-token"), "bad.capnp");
     let bad = Workerd::start(&bad_config, false, bad_port);
-    let r = http("GET", &format!("127.0.0.1:{bad_port}"), "/probe", &[], b"", Duration::from_secs(30))?;
+    let r = http(
+        "GET",
+        &format!("127.0.0.1:{bad_port}"),
+        "/probe",
+        &[],
+        b"",
+        Duration::from_secs(30),
+    )?;
     assert_eq!(
         r.json()["error"],
         "KV GET failed: 401 missing or wrong bearer token",
@@ -50,17 +57,41 @@ fn a_worker_in_workerd_uses_bindery_for_every_kv_operation() -> TestResult {
     drop(workerd);
 
     // SIGTERM closes the stores cleanly; the data is on disk for the CLI to read.
-    assert!(server.stop(), "bindery did not exit cleanly: {}", server.log());
+    assert!(
+        server.stop(),
+        "bindery did not exit cleanly: {}",
+        server.log()
+    );
     assert!(server.log().contains("stores closed"), "{}", server.log());
     let data_arg = data.to_string_lossy().into_owned();
     let (ok, out, err) = bindery_cli(
-        &["kv", "key", "get", "greeting", "--binding", "KV", "--data", &data_arg, "--text"],
+        &[
+            "kv",
+            "key",
+            "get",
+            "greeting",
+            "--binding",
+            "KV",
+            "--data",
+            &data_arg,
+            "--text",
+        ],
         &project,
     );
     assert!(ok, "{err}");
     assert_eq!(out.trim_end(), "hello world");
     let (ok, out, err) = bindery_cli(
-        &["kv", "key", "list", "--namespace-id", "e2e-kv", "--prefix", "list/", "--data", &data_arg],
+        &[
+            "kv",
+            "key",
+            "list",
+            "--namespace-id",
+            "e2e-kv",
+            "--prefix",
+            "list/",
+            "--data",
+            &data_arg,
+        ],
         &project,
     );
     assert!(ok, "{err}");

@@ -33,7 +33,11 @@ fn seen(addr: &str) -> Result<BTreeMap<String, Value>, Box<dyn std::error::Error
     let r = http("GET", addr, "/seen", &[], b"", Duration::from_secs(30))?;
     let mut out = BTreeMap::new();
     for item in r.json().as_array().cloned().unwrap_or_default() {
-        let key = item["key"].as_str().unwrap_or("").trim_start_matches("seen/").to_owned();
+        let key = item["key"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("seen/")
+            .to_owned();
         out.insert(key, item["value"].clone());
     }
     Ok(out)
@@ -56,13 +60,23 @@ fn a_worker_in_workerd_sends_and_consumes_through_bindery_queues() -> TestResult
     );
     let (ok, out, err) = bindery_cli(
         &[
-            "workerd-config", "--out", "bindery.capnp", "--bindery", &server.addr, "--listen",
-            &listen, "--driver-listen", &driver,
+            "workerd-config",
+            "--out",
+            "bindery.capnp",
+            "--bindery",
+            &server.addr,
+            "--listen",
+            &listen,
+            "--driver-listen",
+            &driver,
         ],
         &project,
     );
     assert!(ok, "{out}{err}");
-    assert!(out.contains("--experimental"), "the driver needs --experimental: {out}");
+    assert!(
+        out.contains("--experimental"),
+        "the driver needs --experimental: {out}"
+    );
     let workerd = Workerd::start(&project.join("bindery.capnp"), true, port);
 
     let r = http("GET", &listen, "/send", &[], b"", Duration::from_secs(60))?;
@@ -87,25 +101,45 @@ fn a_worker_in_workerd_sends_and_consumes_through_bindery_queues() -> TestResult
     let keys: Vec<&str> = records.keys().map(String::as_str).collect();
     let mut expected: Vec<&str> = EXPECTED.to_vec();
     expected.sort();
-    assert_eq!(keys, expected, "deliveries\nworkerd: {}\nbindery: {}", workerd.log(), server.log());
+    assert_eq!(
+        keys,
+        expected,
+        "deliveries\nworkerd: {}\nbindery: {}",
+        workerd.log(),
+        server.log()
+    );
 
     // Message bodies arrive as the consumer expects each content type.
-    assert_eq!(records["e2e-jobs/bytes/1"]["body"], serde_json::json!({"bytes": [1, 2, 3]}));
+    assert_eq!(
+        records["e2e-jobs/bytes/1"]["body"],
+        serde_json::json!({"bytes": [1, 2, 3]})
+    );
     assert_eq!(records["e2e-jobs/plain text/1"]["body"], "plain text");
-    assert_eq!(records["e2e-jobs/7/1"]["v8"], true, "v8 messages keep Dates and Sets");
+    assert_eq!(
+        records["e2e-jobs/7/1"]["v8"], true,
+        "v8 messages keep Dates and Sets"
+    );
     assert_eq!(records["e2e-jobs/1/1"]["isDate"], true);
     // The dead-lettered message keeps its id.
     assert_eq!(records["e2e-dlq/2/1"]["id"], records["e2e-jobs/2/1"]["id"]);
     // Delays hold messages back.
     for (key, secs) in [("e2e-jobs/8/1", 2), ("e2e-jobs/11/1", 1)] {
         let r = &records[key];
-        let waited = r["deliveredAt"].as_u64().unwrap_or(0) - r["body"]["sentAt"].as_u64().unwrap_or(u64::MAX / 2);
-        assert!(waited + 50 >= secs * 1000, "{key} delivered after {waited} ms; delay was {secs} s");
+        let waited = r["deliveredAt"].as_u64().unwrap_or(0)
+            - r["body"]["sentAt"].as_u64().unwrap_or(u64::MAX / 2);
+        assert!(
+            waited + 50 >= secs * 1000,
+            "{key} delivered after {waited} ms; delay was {secs} s"
+        );
     }
     // A retry with a delay waits too.
     let first = records["e2e-jobs/3/1"]["deliveredAt"].as_u64().unwrap_or(0);
     let second = records["e2e-jobs/3/2"]["deliveredAt"].as_u64().unwrap_or(0);
-    assert!(second >= first + 950, "retry after {} ms", second.saturating_sub(first));
+    assert!(
+        second >= first + 950,
+        "retry after {} ms",
+        second.saturating_sub(first)
+    );
 
     // Cron triggers reach scheduled() through the driver.
     let fired = http(

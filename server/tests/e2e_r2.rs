@@ -15,7 +15,14 @@ fn a_worker_in_workerd_uses_bindery_for_every_r2_operation() -> TestResult {
     let server = Bindery::start(&tmp.path().join("data"), &[]);
     let (config, port) = workerd_config(&project, &server.addr, None, "bindery.capnp");
     let workerd = Workerd::start(&config, false, port);
-    let r = http("GET", &format!("127.0.0.1:{port}"), "/", &[], b"", Duration::from_secs(120))?;
+    let r = http(
+        "GET",
+        &format!("127.0.0.1:{port}"),
+        "/",
+        &[],
+        b"",
+        Duration::from_secs(120),
+    )?;
     assert_eq!(r.status, 200, "{}", r.text());
     let report = r.json();
     assert_eq!(

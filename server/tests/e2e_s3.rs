@@ -46,11 +46,19 @@ fn boto3_and_the_aws_cli_use_the_s3_api() -> TestResult {
         .env("AWS_ACCESS_KEY_ID", "bindery")
         .env("AWS_SECRET_ACCESS_KEY", SECRET)
         .env("AWS_CONFIG_FILE", tmp.path().join("no-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", tmp.path().join("no-credentials"))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            tmp.path().join("no-credentials"),
+        )
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("boto3 script output is not JSON ({e}): {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "boto3 script output is not JSON ({e}): {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     assert_eq!(
         report["failures"],
         serde_json::json!([]),
@@ -69,7 +77,10 @@ fn boto3_and_the_aws_cli_use_the_s3_api() -> TestResult {
         &[
             ("X-Bindery-Binding", "r2/boto-bucket"),
             ("Authorization", &format!("Bearer {SECRET}")),
-            ("CF-R2-Request", r#"{"version":1,"method":"get","object":"from-s3.txt"}"#),
+            (
+                "CF-R2-Request",
+                r#"{"version":1,"method":"get","object":"from-s3.txt"}"#,
+            ),
         ],
         b"",
         Duration::from_secs(10),
@@ -77,7 +88,10 @@ fn boto3_and_the_aws_cli_use_the_s3_api() -> TestResult {
     assert_eq!(head.status, 200, "{}", head.text());
     let meta_len: usize = head.header("cf-r2-metadata-size").unwrap_or("0").parse()?;
     let meta: serde_json::Value = serde_json::from_slice(&head.body[..meta_len])?;
-    assert_eq!(meta["customFields"], serde_json::json!([{"k": "via", "v": "boto3"}]));
+    assert_eq!(
+        meta["customFields"],
+        serde_json::json!([{"k": "via", "v": "boto3"}])
+    );
     assert_eq!(&head.body[meta_len..], b"written through S3");
 
     // The AWS CLI: high-level commands, including its own multipart upload.
@@ -100,23 +114,53 @@ fn boto3_and_the_aws_cli_use_the_s3_api() -> TestResult {
     ];
     for step in &steps {
         let (ok, out, err) = aws(&venv, &endpoint, &config, step);
-        assert!(ok, "aws {step:?} failed: {out}{err}\nbindery: {}", server.log());
+        assert!(
+            ok,
+            "aws {step:?} failed: {out}{err}\nbindery: {}",
+            server.log()
+        );
     }
-    assert!(std::fs::read(&back)? == data, "the 20 MiB file came back different");
-    let (ok, out, err) = aws(&venv, &endpoint, &config, &["s3", "ls", "s3://cli-bucket/dir/"]);
-    assert!(ok, "{err}");
-    assert!(out.contains("big.bin") && out.contains("small.txt") && out.contains("20971520"), "{out}");
+    assert!(
+        std::fs::read(&back)? == data,
+        "the 20 MiB file came back different"
+    );
     let (ok, out, err) = aws(
         &venv,
         &endpoint,
         &config,
-        &["s3api", "head-object", "--bucket", "cli-bucket", "--key", "dir/big.bin"],
+        &["s3", "ls", "s3://cli-bucket/dir/"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("big.bin") && out.contains("small.txt") && out.contains("20971520"),
+        "{out}"
+    );
+    let (ok, out, err) = aws(
+        &venv,
+        &endpoint,
+        &config,
+        &[
+            "s3api",
+            "head-object",
+            "--bucket",
+            "cli-bucket",
+            "--key",
+            "dir/big.bin",
+        ],
     );
     assert!(ok, "{err}");
     let head: serde_json::Value = serde_json::from_str(&out)?;
     assert_eq!(head["ContentLength"], 20 * 1024 * 1024);
-    assert!(head["ETag"].as_str().unwrap_or("").contains('-'), "the CLI uploaded in parts: {out}");
-    let (ok, _, err) = aws(&venv, &endpoint, &config, &["s3", "rm", "--recursive", "s3://cli-bucket/dir/"]);
+    assert!(
+        head["ETag"].as_str().unwrap_or("").contains('-'),
+        "the CLI uploaded in parts: {out}"
+    );
+    let (ok, _, err) = aws(
+        &venv,
+        &endpoint,
+        &config,
+        &["s3", "rm", "--recursive", "s3://cli-bucket/dir/"],
+    );
     assert!(ok, "{err}");
     let (ok, _, err) = aws(&venv, &endpoint, &config, &["s3", "rb", "s3://cli-bucket"]);
     assert!(ok, "{err}");

@@ -21,7 +21,10 @@ fn app(dir: &std::path::Path, token: Option<&str>) -> axum::Router {
 fn strict_app(dir: &std::path::Path) -> axum::Router {
     let clock: SharedClock = std::sync::Arc::new(ManualClock::new(1_795_000_000_000));
     let declared = [(Kind::Kv, "declared".to_owned())].into_iter().collect();
-    router(AppState::new(Registry::new(dir, clock, Some(declared)), None))
+    router(AppState::new(
+        Registry::new(dir, clock, Some(declared)),
+        None,
+    ))
 }
 
 fn req(method: &str, uri: &str, binding: Option<&str>, body: impl Into<Body>) -> Request<Body> {
@@ -48,25 +51,65 @@ fn reason(r: &Response<Body>) -> String {
 async fn kv_put_get_list_delete_round_trip_in_process() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path(), None);
-    let put = req("PUT", "/dir%2Fa%20key?urlencoded=true&expiration_ttl=3600", Some("kv/ns"), "v1");
+    let put = req(
+        "PUT",
+        "/dir%2Fa%20key?urlencoded=true&expiration_ttl=3600",
+        Some("kv/ns"),
+        "v1",
+    );
     let mut put = put;
-    put.headers_mut().insert("cf-kv-metadata", r#"{"a":1}"#.parse().unwrap());
+    put.headers_mut()
+        .insert("cf-kv-metadata", r#"{"a":1}"#.parse().unwrap());
     assert_eq!(app.clone().oneshot(put).await.unwrap().status(), 200);
 
-    let got = app.clone().oneshot(req("GET", "/dir%2Fa%20key?urlencoded=true", Some("kv/ns"), Body::empty())).await.unwrap();
+    let got = app
+        .clone()
+        .oneshot(req(
+            "GET",
+            "/dir%2Fa%20key?urlencoded=true",
+            Some("kv/ns"),
+            Body::empty(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(got.headers()["cf-kv-metadata"], r#"{"a":1}"#);
     assert_eq!(text(got).await, "v1");
 
-    let list = app.clone().oneshot(req("GET", "/?prefix=dir%2F", Some("kv/ns"), Body::empty())).await.unwrap();
+    let list = app
+        .clone()
+        .oneshot(req("GET", "/?prefix=dir%2F", Some("kv/ns"), Body::empty()))
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&text(list).await).unwrap();
     assert_eq!(v["keys"][0]["name"], "dir/a key");
-    assert_eq!(v["keys"][0]["metadata"], r#"{"a":1}"#, "list metadata is JSON text");
+    assert_eq!(
+        v["keys"][0]["metadata"], r#"{"a":1}"#,
+        "list metadata is JSON text"
+    );
     assert_eq!(v["list_complete"], true);
 
-    let del = app.clone().oneshot(req("DELETE", "/dir%2Fa%20key?urlencoded=true", Some("kv/ns"), Body::empty())).await.unwrap();
+    let del = app
+        .clone()
+        .oneshot(req(
+            "DELETE",
+            "/dir%2Fa%20key?urlencoded=true",
+            Some("kv/ns"),
+            Body::empty(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(del.status(), 200);
-    let miss = app.clone().oneshot(req("GET", "/dir%2Fa%20key?urlencoded=true", Some("kv/ns"), Body::empty())).await.unwrap();
+    let miss = app
+        .clone()
+        .oneshot(req(
+            "GET",
+            "/dir%2Fa%20key?urlencoded=true",
+            Some("kv/ns"),
+            Body::empty(),
+        ))
+        .await
+        .unwrap();
     assert_eq!(miss.status(), 404);
 }
 
@@ -74,8 +117,15 @@ async fn kv_put_get_list_delete_round_trip_in_process() {
 async fn namespaces_are_separate_and_created_on_first_use() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path(), None);
-    app.clone().oneshot(req("PUT", "/k", Some("kv/one"), "1")).await.unwrap();
-    let other = app.clone().oneshot(req("GET", "/k", Some("kv/two"), Body::empty())).await.unwrap();
+    app.clone()
+        .oneshot(req("PUT", "/k", Some("kv/one"), "1"))
+        .await
+        .unwrap();
+    let other = app
+        .clone()
+        .oneshot(req("GET", "/k", Some("kv/two"), Body::empty()))
+        .await
+        .unwrap();
     assert_eq!(other.status(), 404);
     assert!(dir.path().join("kv/one.redb").is_file());
     assert!(dir.path().join("kv/two.redb").is_file());
@@ -86,25 +136,50 @@ async fn a_wrong_or_missing_token_gets_401_in_each_protocol_shape() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path(), Some(TOKEN));
     let mut wrong = req("GET", "/k", Some("kv/ns"), Body::empty());
-    wrong.headers_mut().insert("authorization", "Bearer nope".parse().unwrap());
+    wrong
+        .headers_mut()
+        .insert("authorization", "Bearer nope".parse().unwrap());
     let r = app.clone().oneshot(wrong).await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(reason(&r), "missing or wrong bearer token");
 
-    let r = app.clone().oneshot(req("GET", "/", Some("r2/bucket"), Body::empty())).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(req("GET", "/", Some("r2/bucket"), Body::empty()))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["cf-r2-error"].to_str().unwrap().contains("10000"));
+    assert!(
+        r.headers()["cf-r2-error"]
+            .to_str()
+            .unwrap()
+            .contains("10000")
+    );
 
-    let r = app.clone().oneshot(req("POST", "/query", Some("d1/db"), "{}")).await.unwrap();
-    assert_eq!(r.status(), 200, "D1 errors are success:false with status 200");
+    let r = app
+        .clone()
+        .oneshot(req("POST", "/query", Some("d1/db"), "{}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "D1 errors are success:false with status 200"
+    );
     assert!(text(r).await.contains("\"success\":false"));
 
-    let r = app.clone().oneshot(req("POST", "/message", Some("queue/q"), "{}")).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(req("POST", "/message", Some("queue/q"), "{}"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["cf-queues-error-code"], "10000");
 
     let mut right = req("GET", "/k", Some("kv/ns"), Body::empty());
-    right.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    right
+        .headers_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
     assert_eq!(app.clone().oneshot(right).await.unwrap().status(), 404);
     assert!(!dir.path().join("kv/nope.redb").exists());
 }
@@ -112,7 +187,10 @@ async fn a_wrong_or_missing_token_gets_401_in_each_protocol_shape() {
 #[tokio::test]
 async fn the_health_endpoint_needs_no_token() {
     let dir = tempfile::tempdir().unwrap();
-    let r = app(dir.path(), Some(TOKEN)).oneshot(req("GET", "/healthz", None, Body::empty())).await.unwrap();
+    let r = app(dir.path(), Some(TOKEN))
+        .oneshot(req("GET", "/healthz", None, Body::empty()))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(text(r).await.contains("\"status\":\"ok\""));
 }
@@ -121,13 +199,28 @@ async fn the_health_endpoint_needs_no_token() {
 async fn malformed_binding_headers_are_refused_without_creating_anything() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path(), None);
-    for bad in ["kv", "kv/", "kv/../x", "kv/a/b", "nosuchkind/x", "kv/has space"] {
-        let r = app.clone().oneshot(req("GET", "/k", Some(bad), Body::empty())).await.unwrap();
+    for bad in [
+        "kv",
+        "kv/",
+        "kv/../x",
+        "kv/a/b",
+        "nosuchkind/x",
+        "kv/has space",
+    ] {
+        let r = app
+            .clone()
+            .oneshot(req("GET", "/k", Some(bad), Body::empty()))
+            .await
+            .unwrap();
         assert_eq!(r.status(), 400, "{bad}");
         let body = text(r).await;
         assert!(body.contains("X-Bindery-Binding"), "{bad}: {body}");
     }
-    let r = app.clone().oneshot(req("GET", "/k", None, Body::empty())).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(req("GET", "/k", None, Body::empty()))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(text(r).await.contains("missing X-Bindery-Binding"));
     assert!(!dir.path().join("kv").exists());
@@ -137,10 +230,22 @@ async fn malformed_binding_headers_are_refused_without_creating_anything() {
 async fn strict_mode_refuses_undeclared_bindings() {
     let dir = tempfile::tempdir().unwrap();
     let app = strict_app(dir.path());
-    let r = app.clone().oneshot(req("GET", "/k", Some("kv/other"), Body::empty())).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(req("GET", "/k", Some("kv/other"), Body::empty()))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
-    assert!(reason(&r).contains("unknown binding kv/other"), "{}", reason(&r));
-    let r = app.clone().oneshot(req("GET", "/k", Some("kv/declared"), Body::empty())).await.unwrap();
+    assert!(
+        reason(&r).contains("unknown binding kv/other"),
+        "{}",
+        reason(&r)
+    );
+    let r = app
+        .clone()
+        .oneshot(req("GET", "/k", Some("kv/declared"), Body::empty()))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "a miss in a declared namespace");
     assert_eq!(reason(&r), "");
 }
@@ -150,32 +255,54 @@ async fn malformed_protocol_headers_get_400_not_500() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path(), None);
     let mut put = req("PUT", "/k", Some("kv/ns"), "v");
-    put.headers_mut().insert("cf-kv-metadata", "{not json".parse().unwrap());
+    put.headers_mut()
+        .insert("cf-kv-metadata", "{not json".parse().unwrap());
     let r = app.clone().oneshot(put).await.unwrap();
     assert_eq!(r.status(), 400);
     assert!(reason(&r).contains("CF-KV-Metadata"));
 
-    let r = app.clone().oneshot(req("PUT", "/k?expiration_ttl=soon", Some("kv/ns"), "v")).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(req("PUT", "/k?expiration_ttl=soon", Some("kv/ns"), "v"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
 
     let mut get = req("GET", "/", Some("r2/bucket"), Body::empty());
-    get.headers_mut().insert("cf-r2-request", "{oops".parse().unwrap());
+    get.headers_mut()
+        .insert("cf-r2-request", "{oops".parse().unwrap());
     let r = app.clone().oneshot(get).await.unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.headers()["cf-r2-error"].to_str().unwrap().contains("10029"));
+    assert!(
+        r.headers()["cf-r2-error"]
+            .to_str()
+            .unwrap()
+            .contains("10029")
+    );
 
     let mut put = req("PUT", "/", Some("r2/bucket"), "{\"version\":1}");
-    put.headers_mut().insert("cf-r2-metadata-size", "999".parse().unwrap());
+    put.headers_mut()
+        .insert("cf-r2-metadata-size", "999".parse().unwrap());
     let r = app.clone().oneshot(put).await.unwrap();
     assert_eq!(r.status(), 400, "a body shorter than its metadata size");
 
     let mut msg = req("POST", "/message", Some("queue/q"), "{}");
-    msg.headers_mut().insert("x-msg-fmt", "yaml".parse().unwrap());
+    msg.headers_mut()
+        .insert("x-msg-fmt", "yaml".parse().unwrap());
     let r = app.clone().oneshot(msg).await.unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.headers()["cf-queues-error-cause"].to_str().unwrap().contains("yaml"));
+    assert!(
+        r.headers()["cf-queues-error-cause"]
+            .to_str()
+            .unwrap()
+            .contains("yaml")
+    );
 
-    let r = app.clone().oneshot(req("POST", "/query", Some("d1/db"), "not json")).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(req("POST", "/query", Some("d1/db"), "not json"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(text(r).await.contains("not JSON"));
 }
@@ -185,19 +312,37 @@ async fn oversized_bodies_get_the_platform_limit_errors() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path(), None);
     let big = vec![b'x'; 25 * 1024 * 1024 + 1];
-    let r = app.clone().oneshot(req("PUT", "/big", Some("kv/ns"), big)).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(req("PUT", "/big", Some("kv/ns"), big))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
     assert!(reason(&r).starts_with("Value length of"), "{}", reason(&r));
 
     let mut msg = req("POST", "/message", Some("queue/q"), vec![b'y'; 200_000]);
-    msg.headers_mut().insert("x-msg-fmt", "text".parse().unwrap());
+    msg.headers_mut()
+        .insert("x-msg-fmt", "text".parse().unwrap());
     let r = app.clone().oneshot(msg).await.unwrap();
     assert_eq!(r.status(), 413, "{}", reason(&r));
-    let r = app.clone().oneshot(req("POST", "/message", Some("queue/q"), vec![b'y'; 2_000_000])).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(req(
+            "POST",
+            "/message",
+            Some("queue/q"),
+            vec![b'y'; 2_000_000],
+        ))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413, "past the server's read limit");
 
     let bulk = serde_json::json!({"keys": vec!["k"; 300_000]}).to_string();
-    let r = app.clone().oneshot(req("POST", "/bulk/get", Some("kv/ns"), bulk)).await.unwrap();
+    let r = app
+        .clone()
+        .oneshot(req("POST", "/bulk/get", Some("kv/ns"), bulk))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
 }
 
@@ -206,13 +351,21 @@ async fn queue_sends_answer_metadata_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let app = app(dir.path(), None);
     let mut msg = req("POST", "/message", Some("queue/jobs"), r#"{"a":1}"#);
-    msg.headers_mut().insert("x-msg-fmt", "json".parse().unwrap());
+    msg.headers_mut()
+        .insert("x-msg-fmt", "json".parse().unwrap());
     let r = app.clone().oneshot(msg).await.unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
     assert_eq!(v["metadata"]["metrics"]["backlogCount"], 1);
-    assert_eq!(v["metadata"]["metrics"]["oldestMessageTimestamp"], 1_795_000_000_000u64);
-    let r = app.clone().oneshot(req("GET", "/metrics", Some("queue/jobs"), Body::empty())).await.unwrap();
+    assert_eq!(
+        v["metadata"]["metrics"]["oldestMessageTimestamp"],
+        1_795_000_000_000u64
+    );
+    let r = app
+        .clone()
+        .oneshot(req("GET", "/metrics", Some("queue/jobs"), Body::empty()))
+        .await
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
     assert_eq!(v["backlogCount"], 1);
 }

@@ -182,12 +182,16 @@ impl Workerd {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 break;
             }
-            if let Some(child) = w.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!("workerd exited ({status}): {}", w.log());
-                }
+            if let Some(child) = w.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("workerd exited ({status}): {}", w.log());
             }
-            assert!(Instant::now() < deadline, "workerd did not listen: {}", w.log());
+            assert!(
+                Instant::now() < deadline,
+                "workerd did not listen: {}",
+                w.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         w
@@ -286,7 +290,11 @@ fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
     let chunked = headers.iter().any(|(k, v)| {
         k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
     });
-    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    let body = if chunked {
+        dechunk(rest)?
+    } else {
+        rest.to_vec()
+    };
     Ok(HttpResponse {
         status,
         reason,
@@ -353,7 +361,12 @@ pub fn bindery_cli(args: &[&str], cwd: &Path) -> (bool, String, String) {
 
 /// Generates the workerd config of the fixture at `project` for a server at `bindery`;
 /// returns the config path and the Worker's port.
-pub fn workerd_config(project: &Path, bindery: &str, token: Option<&str>, out: &str) -> (PathBuf, u16) {
+pub fn workerd_config(
+    project: &Path,
+    bindery: &str,
+    token: Option<&str>,
+    out: &str,
+) -> (PathBuf, u16) {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let driver = format!("127.0.0.1:{}", free_port());
@@ -398,10 +411,19 @@ pub fn python_venv() -> PathBuf {
                 .expect("running python3 -m venv (is Python 3 installed?)");
             assert!(status.success(), "creating the venv failed: {status}");
             let status = Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check", "boto3", "awscli"])
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "boto3",
+                    "awscli",
+                ])
                 .status()
                 .expect("running pip");
-            assert!(status.success(), "pip install boto3 awscli failed: {status}");
+            assert!(
+                status.success(),
+                "pip install boto3 awscli failed: {status}"
+            );
         }
         venv
     })
