@@ -78,10 +78,10 @@ impl BlobDir {
     /// Every blob of a row is unlinked under the same lock, so if the first exists, all do.
     pub fn pin(self: &Arc<Self>, ids: Vec<String>) -> Option<PinGuard> {
         let mut pins = self.pins.lock();
-        if let Some(first) = ids.first() {
-            if pins.doomed.contains(first) || !self.path_of(first).exists() {
-                return None;
-            }
+        if let Some(first) = ids.first()
+            && (pins.doomed.contains(first) || !self.path_of(first).exists())
+        {
+            return None;
         }
         for id in &ids {
             *pins.counts.entry(id.clone()).or_insert(0) += 1;
@@ -129,10 +129,10 @@ impl BlobDir {
 }
 
 fn unlink(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
-        if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "could not delete a blob; it will be reclaimed at the next open");
-        }
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not delete a blob; it will be reclaimed at the next open");
     }
 }
 

@@ -325,10 +325,10 @@ impl R2Bucket for Bucket {
                 return Ok(None);
             };
             let mut object = row.to_object();
-            if let Some(cond) = &options.only_if {
-                if !cond.passes(Some((&row.etag, row.uploaded))) {
-                    return Ok(Some(R2GetResult::PreconditionFailed(object)));
-                }
+            if let Some(cond) = &options.only_if
+                && !cond.passes(Some((&row.etag, row.uploaded)))
+            {
+                return Ok(Some(R2GetResult::PreconditionFailed(object)));
             }
             let (offset, length) = match options.range {
                 Some(range) => {
@@ -422,14 +422,14 @@ impl R2Bucket for Bucket {
         let outcome = inner
             .write(move |inner, tx| {
                 let current = index::get_object(tx, &row.key)?;
-                if let Some(cond) = &only_if {
-                    if !cond.passes(current.as_ref().map(|r| (r.etag.as_str(), r.uploaded))) {
-                        return Ok(Committed {
-                            value: None,
-                            garbage: vec![written.id],
-                            events: false,
-                        });
-                    }
+                if let Some(cond) = &only_if
+                    && !cond.passes(current.as_ref().map(|r| (r.etag.as_str(), r.uploaded)))
+                {
+                    return Ok(Committed {
+                        value: None,
+                        garbage: vec![written.id],
+                        events: false,
+                    });
                 }
                 let garbage = index::remove_object(tx, &row.key)?.unwrap_or_default();
                 let mut row = row;

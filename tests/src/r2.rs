@@ -538,7 +538,8 @@ pub async fn every_checksum_algorithm_is_verified_and_reported(f: &dyn R2Factory
     let data = Bytes::from_static(b"checksum me");
     // Learn the stored digests from one put each, then verify a second put with them and a
     // third with a corrupted one.
-    let algs: [(&str, fn(Vec<u8>) -> PutOptions); 5] = [
+    type WithDigest = fn(Vec<u8>) -> PutOptions;
+    let algs: [(&str, WithDigest); 5] = [
         ("md5", |d| PutOptions {
             md5: Some(d),
             ..Default::default()
@@ -1599,7 +1600,7 @@ pub async fn completed_upload_no_longer_exists(f: &dyn R2Factory) -> TestResult 
         .await?;
     let p = s.bucket.upload_part(&up, 1, R2Body::from("x")).await?;
     s.bucket
-        .complete_multipart_upload(&up, &[p.clone()])
+        .complete_multipart_upload(&up, std::slice::from_ref(&p))
         .await?;
     let e = expect_err(s.bucket.complete_multipart_upload(&up, &[p]).await, "again")?;
     ensure_eq!(code(&e), 10024);
