@@ -567,7 +567,8 @@ pub trait DurableObject: Send + 'static {
     }
 
     /// A peer asks to connect. Return the tags to accept the connection as hibernatable;
-    /// an error rejects it. Default: rejects.
+    /// an error rejects it. The connection can already send and hold an attachment here; it
+    /// appears in [`ObjectState::get_connections`] once this returns `Ok`. Default: rejects.
     async fn connect(
         &mut self,
         connection: &Connection,

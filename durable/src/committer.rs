@@ -15,8 +15,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use std::time::{Duration, Instant};
+
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
+
+/// Longest a round waits for more commits before its fsyncs.
+const MAX_LINGER: Duration = Duration::from_millis(2);
+/// A round stops waiting when no commit arrived for this long.
+const FOLLOWER_GAP: Duration = Duration::from_micros(100);
 
 /// What an object's output gate reads: how far its commits have been made durable.
 #[derive(Debug, Default)]
@@ -123,6 +130,11 @@ fn sync_target(t: &Target) -> std::io::Result<()> {
 }
 
 fn run(rx: Receiver<Job>, faults: Arc<Faults>, rounds: Arc<AtomicU64>) {
+    // How long the last fsyncs took, and how many commits they covered: a round lingers
+    // for followers only when commits arrive concurrently, and never longer than a fraction
+    // of an fsync.
+    let mut last_sync = Duration::ZERO;
+    let mut last_commits = 0usize;
     while let Ok(first) = rx.recv() {
         {
             let mut held = faults.hold.lock();
@@ -134,6 +146,29 @@ fn run(rx: Receiver<Job>, faults: Arc<Faults>, rounds: Arc<AtomicU64>) {
         while let Ok(j) = rx.try_recv() {
             jobs.push(j);
         }
+        if last_commits > 1 && jobs.iter().any(|j| matches!(j, Job::Sync { .. })) {
+            let until = Instant::now() + (last_sync / 2).min(MAX_LINGER);
+            loop {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                match rx.recv_timeout((until - now).min(FOLLOWER_GAP)) {
+                    Ok(j) => {
+                        jobs.push(j);
+                        while let Ok(j) = rx.try_recv() {
+                            jobs.push(j);
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        last_commits = jobs
+            .iter()
+            .filter(|j| matches!(j, Job::Sync { .. }))
+            .count();
+        let sync_started = Instant::now();
         // Distinct targets, and the marks (with their highest seq) depending on them.
         let mut files: Vec<(usize, Arc<File>, Vec<usize>)> = Vec::new();
         let mut dirs: Vec<(PathBuf, Vec<usize>)> = Vec::new();
@@ -207,6 +242,9 @@ fn run(rx: Receiver<Job>, faults: Arc<Faults>, rounds: Arc<AtomicU64>) {
             if !ok {
                 failed_marks.extend(users.iter().copied());
             }
+        }
+        if !files.is_empty() {
+            last_sync = sync_started.elapsed();
         }
         for i in failed_marks {
             marks[i].2 = false;

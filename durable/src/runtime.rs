@@ -34,6 +34,26 @@ use crate::storage::{ObjectStorage, StorageEnv};
 
 const SHARDS: usize = 64;
 
+/// Ids are hashes already: the shard maps hash them by taking eight of their bytes.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8).take(2) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(b);
+        }
+    }
+    fn write_usize(&mut self, _: usize) {}
+}
+
+type IdMap<V> = HashMap<[u8; 32], V, std::hash::BuildHasherDefault<IdHasher>>;
+
 tokio::task_local! {
     static CURRENT: Current;
 }
@@ -50,11 +70,15 @@ pub(crate) fn current_storage() -> Option<Arc<ObjectStorage>> {
     CURRENT.try_with(|c| Arc::clone(&c.storage)).ok()
 }
 
-/// Runs `f` on the blocking pool.
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+/// Runs `f` on the blocking pool. Fails with [`DurableError::Closed`] when the Tokio
+/// runtime is shutting down and the task was cancelled.
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> DurableResult<T> {
     match tokio::task::spawn_blocking(f).await {
-        Ok(v) => v,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
+        Ok(v) => Ok(v),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(DurableError::Closed),
     }
 }
 
@@ -129,7 +153,7 @@ impl DurableRuntimeBuilder {
             std::fs::create_dir_all(&r).map_err(|e| DurableError::storage("create root", e))?;
             AlarmIndex::open(&r.join("alarms.sqlite"))
         })
-        .await?;
+        .await??;
         let committer =
             Committer::start().map_err(|e| DurableError::storage("start committer", e))?;
         let env = Arc::new(StorageEnv {
@@ -215,7 +239,7 @@ impl DurableRuntime {
         }
         let rt = Arc::clone(&self.inner);
         let ns_name = name.to_owned();
-        let due = run_blocking(move || rt.env.alarms.load(&ns_name)).await?;
+        let due = run_blocking(move || rt.env.alarms.load(&ns_name)).await??;
         let queue = Arc::new(AlarmQueue::default());
         for d in due {
             queue.push(d);
@@ -226,13 +250,13 @@ impl DurableRuntime {
             ids: IdMaker::new(name),
             rt: Arc::clone(&self.inner),
             ctor: Box::new(constructor),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(IdMap::default())).collect(),
             live: AtomicUsize::new(0),
             ticks: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             drained: Notify::new(),
             alarms: queue,
-            conns: Mutex::new(HashMap::new()),
+            conns: Mutex::new(IdMap::default()),
             me: me.clone(),
             scheduler: Mutex::new(None),
         });
@@ -326,13 +350,13 @@ struct NsInner<O: DurableObject> {
     ids: IdMaker,
     rt: Arc<RuntimeInner>,
     ctor: Box<dyn Fn(State) -> O + Send + Sync>,
-    shards: Vec<Mutex<HashMap<[u8; 32], Entry<O>>>>,
+    shards: Vec<Mutex<IdMap<Entry<O>>>>,
     live: AtomicUsize,
     ticks: AtomicU64,
     closed: AtomicBool,
     drained: Notify,
     alarms: Arc<AlarmQueue>,
-    conns: Mutex<HashMap<[u8; 32], ObjConns>>,
+    conns: Mutex<IdMap<ObjConns>>,
     me: Weak<NsInner<O>>,
     scheduler: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -475,7 +499,7 @@ fn lost() -> DurableError {
 }
 
 impl<O: DurableObject> NsInner<O> {
-    fn shard(&self, key: &[u8; 32]) -> &Mutex<HashMap<[u8; 32], Entry<O>>> {
+    fn shard(&self, key: &[u8; 32]) -> &Mutex<IdMap<Entry<O>>> {
         &self.shards[key[31] as usize % SHARDS]
     }
 
@@ -766,6 +790,9 @@ struct StateImpl<O: DurableObject> {
     ns: Weak<NsInner<O>>,
     blockers: Mutex<Vec<Arc<Blocker>>>,
     reset: Arc<Mutex<Option<String>>>,
+    /// Set whenever a blocker is registered or a reset requested, so that events skip
+    /// those checks in the common case.
+    attention: Arc<AtomicBool>,
     clock: SharedClock,
     limits: Arc<DurableLimits>,
 }
@@ -775,6 +802,7 @@ async fn run_blocker(
     clock: SharedClock,
     timeout_ms: u64,
     reset: Arc<Mutex<Option<String>>>,
+    attention: Arc<AtomicBool>,
 ) -> DurableResult<()> {
     let body = b.body.lock().take();
     match body {
@@ -786,6 +814,7 @@ async fn run_blocker(
             };
             if let Err(e) = &r {
                 *reset.lock() = Some(format!("blockConcurrencyWhile() failed: {e}"));
+                attention.store(true, Ordering::Release);
             }
             b.done
                 .send_replace(Some(r.as_ref().map(|_| ()).map_err(|e| e.to_string())));
@@ -823,11 +852,13 @@ impl<O: DurableObject> ObjectState for StateImpl<O> {
             done: watch::channel(None).0,
         });
         self.blockers.lock().push(Arc::clone(&b));
+        self.attention.store(true, Ordering::Release);
         Box::pin(run_blocker(
             b,
             Arc::clone(&self.clock),
             self.limits.block_concurrency_timeout_ms,
             Arc::clone(&self.reset),
+            Arc::clone(&self.attention),
         ))
     }
 
@@ -893,6 +924,7 @@ impl<O: DurableObject> ObjectState for StateImpl<O> {
 
     fn abort(&self, reason: &str) {
         *self.reset.lock() = Some(format!("aborted: {reason}"));
+        self.attention.store(true, Ordering::Release);
     }
 }
 
@@ -930,6 +962,7 @@ impl<O: DurableObject> Actor<O> {
             ns: Arc::downgrade(&ns),
             blockers: Mutex::new(Vec::new()),
             reset: Arc::new(Mutex::new(None)),
+            attention: Arc::new(AtomicBool::new(false)),
             clock: Arc::clone(&env.clock),
             limits: Arc::clone(&env.limits),
         });
@@ -988,7 +1021,8 @@ impl<O: DurableObject> Actor<O> {
         }
         actor.instance = None;
         let storage = Arc::clone(&actor.storage);
-        run_blocking(move || storage.close()).await;
+        // If the Tokio runtime is going away the close runs as the storage is dropped.
+        let _ = run_blocking(move || storage.close()).await;
         actor.ns.end_close(&actor.id);
     }
 
@@ -1014,7 +1048,7 @@ impl<O: DurableObject> Actor<O> {
         self.state.blockers.lock().clear();
         *self.state.reset.lock() = None;
         let storage = Arc::clone(&self.storage);
-        run_blocking(move || storage.close()).await;
+        let _ = run_blocking(move || storage.close()).await;
     }
 
     /// Makes sure an instance exists and no `block_concurrency_while` body is pending.
@@ -1033,6 +1067,9 @@ impl<O: DurableObject> Actor<O> {
                 }
             }
         }
+        if !self.state.attention.swap(false, Ordering::AcqRel) {
+            return Ok(());
+        }
         loop {
             let pending: Vec<Arc<Blocker>> = std::mem::take(&mut *self.state.blockers.lock());
             if pending.is_empty() {
@@ -1044,6 +1081,7 @@ impl<O: DurableObject> Actor<O> {
                     Arc::clone(&self.state.clock),
                     self.state.limits.block_concurrency_timeout_ms,
                     Arc::clone(&self.state.reset),
+                    Arc::clone(&self.state.attention),
                 );
                 let _ = CURRENT.scope(self.current(None), fut).await;
             }
@@ -1060,19 +1098,29 @@ impl<O: DurableObject> Actor<O> {
     /// Ends an event: commits, resets the object if the event failed it, and returns the
     /// result to deliver.
     async fn finish<T>(&mut self, result: DurableResult<T>) -> DurableResult<T> {
+        let attention = self.state.attention.swap(false, Ordering::AcqRel);
         // A body registered during the event and not awaited runs before the event ends.
-        let pending: Vec<Arc<Blocker>> = std::mem::take(&mut *self.state.blockers.lock());
+        let pending: Vec<Arc<Blocker>> = if attention {
+            std::mem::take(&mut *self.state.blockers.lock())
+        } else {
+            Vec::new()
+        };
         for b in pending {
             let fut = run_blocker(
                 b,
                 Arc::clone(&self.state.clock),
                 self.state.limits.block_concurrency_timeout_ms,
                 Arc::clone(&self.state.reset),
+                Arc::clone(&self.state.attention),
             );
             let _ = CURRENT.scope(self.current(None), fut).await;
         }
         let committed = self.storage.finish_event();
-        let reset = self.state.reset.lock().clone();
+        let reset = if attention || self.state.attention.load(Ordering::Acquire) {
+            self.state.reset.lock().clone()
+        } else {
+            None
+        };
         match (committed, reset) {
             (Err(e), _) => {
                 self.reset().await;
@@ -1125,6 +1173,7 @@ impl<O: DurableObject> Actor<O> {
             Ok(r) => r,
             Err(_) => {
                 *self.state.reset.lock() = Some("the object's handler panicked".into());
+                self.state.attention.store(true, Ordering::Release);
                 Err(DurableError::object("the object's handler panicked"))
             }
         }
