@@ -4,14 +4,11 @@
 //! Data commands open the store files directly, so they run while `bindery serve` is
 //! stopped (a running server holds the files).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use bindery_core::kv::{GetOptions, KvStore, ListOptions, PutOptions};
-use bytes::Bytes;
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
-use crate::registry::{Kind, Registry, validate_name};
+use crate::data_commands::{D1Command, KvCommand, R2Command};
 use crate::workerd_config::WorkerdOptions;
 use crate::wrangler::Wrangler;
 
@@ -85,92 +82,22 @@ pub enum Command {
         #[command(subcommand)]
         command: KvCommand,
     },
-}
-
-/// `bindery kv ...`.
-#[derive(Debug, Subcommand)]
-pub enum KvCommand {
-    /// Keys of a namespace.
-    Key {
+    /// D1 data commands.
+    D1 {
         /// What to do.
         #[command(subcommand)]
-        command: KvKeyCommand,
+        command: D1Command,
+    },
+    /// R2 data commands.
+    R2 {
+        /// What to do.
+        #[command(subcommand)]
+        command: R2Command,
     },
 }
 
-/// Which namespace a KV command acts on.
-#[derive(Debug, Args)]
-pub struct KvTarget {
-    /// The binding name, looked up in the wrangler file.
-    #[arg(long, conflicts_with = "namespace_id")]
-    pub binding: Option<String>,
-    /// The namespace id (the resource name).
-    #[arg(long)]
-    pub namespace_id: Option<String>,
-    /// The wrangler file for --binding (default: found in the current folder).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Folder holding every store.
-    #[arg(long, default_value = ".bindery")]
-    pub data: PathBuf,
-}
-
-/// `bindery kv key ...`.
-#[derive(Debug, Subcommand)]
-pub enum KvKeyCommand {
-    /// Write a value.
-    Put {
-        /// The key.
-        key: String,
-        /// The value (or use --path).
-        value: Option<String>,
-        /// Read the value from this file.
-        #[arg(long, conflicts_with = "value")]
-        path: Option<PathBuf>,
-        /// Seconds until the key expires.
-        #[arg(long)]
-        ttl: Option<u64>,
-        /// Expiration as seconds since the UNIX epoch.
-        #[arg(long)]
-        expiration: Option<u64>,
-        /// JSON metadata.
-        #[arg(long)]
-        metadata: Option<String>,
-        /// The namespace.
-        #[command(flatten)]
-        target: KvTarget,
-    },
-    /// Print a value.
-    Get {
-        /// The key.
-        key: String,
-        /// Decode the value as UTF-8 text (otherwise the raw bytes are written).
-        #[arg(long)]
-        text: bool,
-        /// The namespace.
-        #[command(flatten)]
-        target: KvTarget,
-    },
-    /// List keys as JSON.
-    List {
-        /// Only keys with this prefix.
-        #[arg(long)]
-        prefix: Option<String>,
-        /// The namespace.
-        #[command(flatten)]
-        target: KvTarget,
-    },
-    /// Delete a key.
-    Delete {
-        /// The key.
-        key: String,
-        /// The namespace.
-        #[command(flatten)]
-        target: KvTarget,
-    },
-}
-
-type CliResult = Result<(), Box<dyn std::error::Error>>;
+/// What a command returns.
+pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 
 /// Runs a parsed command line.
 ///
@@ -240,140 +167,8 @@ pub async fn run(cli: Cli) -> CliResult {
             );
             Ok(())
         }
-        Command::Kv {
-            command: KvCommand::Key { command },
-        } => kv_key(command).await,
+        Command::Kv { command } => crate::data_commands::kv(command).await,
+        Command::D1 { command } => crate::data_commands::d1(command).await,
+        Command::R2 { command } => crate::data_commands::r2(command).await,
     }
-}
-
-fn kv_name(target: &KvTarget) -> Result<String, Box<dyn std::error::Error>> {
-    let name = match (&target.namespace_id, &target.binding) {
-        (Some(id), _) => id.clone(),
-        (None, Some(binding)) => {
-            let path = match &target.config {
-                Some(p) => p.clone(),
-                None => Wrangler::find(Path::new("."))?,
-            };
-            Wrangler::load(&path)?.kv_name(binding).ok_or_else(|| {
-                format!(
-                    "no kv_namespaces entry with binding {binding:?} in {}",
-                    path.display()
-                )
-            })?
-        }
-        (None, None) => return Err("pass --binding NAME or --namespace-id ID".into()),
-    };
-    validate_name(&name).map_err(|reason| format!("namespace {name:?}: {reason}"))?;
-    Ok(name)
-}
-
-async fn open_kv(target: &KvTarget) -> Result<bindery_kv::KvNamespace, Box<dyn std::error::Error>> {
-    let name = kv_name(target)?;
-    let registry = Registry::new(&target.data, bindery_core::SystemClock::shared(), None);
-    let path = registry.path_of(Kind::Kv, &name);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    bindery_kv::KvNamespace::builder()
-        .open(&path)
-        .await
-        .map_err(|e| {
-            format!(
-                "cannot open {} (is `bindery serve` running on it?): {e}",
-                path.display()
-            )
-            .into()
-        })
-}
-
-async fn kv_key(command: KvKeyCommand) -> CliResult {
-    match command {
-        KvKeyCommand::Put {
-            key,
-            value,
-            path,
-            ttl,
-            expiration,
-            metadata,
-            target,
-        } => {
-            let bytes = match (value, path) {
-                (Some(v), _) => Bytes::from(v.into_bytes()),
-                (None, Some(p)) => {
-                    Bytes::from(std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?)
-                }
-                (None, None) => return Err("pass a VALUE or --path FILE".into()),
-            };
-            let metadata = metadata
-                .map(|m| {
-                    serde_json::from_str(&m).map_err(|e| format!("--metadata is not JSON: {e}"))
-                })
-                .transpose()?;
-            let kv = open_kv(&target).await?;
-            kv.put(
-                &key,
-                bytes,
-                PutOptions {
-                    expiration,
-                    expiration_ttl: ttl,
-                    metadata,
-                },
-            )
-            .await?;
-            eprintln!("Writing the value to key {key:?}.");
-        }
-        KvKeyCommand::Get { key, text, target } => {
-            let kv = open_kv(&target).await?;
-            match kv.get(&key, GetOptions::default()).await? {
-                None => return Err(format!("Value not found for key {key:?}").into()),
-                Some(v) => {
-                    let mut out = std::io::stdout();
-                    if text {
-                        writeln!(out, "{}", String::from_utf8_lossy(&v))?;
-                    } else {
-                        out.write_all(&v)?;
-                    }
-                    out.flush()?;
-                }
-            }
-        }
-        KvKeyCommand::List { prefix, target } => {
-            let kv = open_kv(&target).await?;
-            let mut keys = Vec::new();
-            let mut cursor = None;
-            loop {
-                let page = kv
-                    .list(ListOptions {
-                        prefix: prefix.clone(),
-                        limit: None,
-                        cursor: cursor.take(),
-                    })
-                    .await?;
-                for k in page.keys {
-                    let mut o = serde_json::json!({"name": k.name});
-                    if let Some(e) = k.expiration {
-                        o["expiration"] = e.into();
-                    }
-                    if let Some(m) = k.metadata {
-                        o["metadata"] = m;
-                    }
-                    keys.push(o);
-                }
-                if page.list_complete {
-                    break;
-                }
-                cursor = page.cursor;
-                if cursor.is_none() {
-                    break;
-                }
-            }
-            println!("{}", serde_json::to_string_pretty(&keys)?);
-        }
-        KvKeyCommand::Delete { key, target } => {
-            let kv = open_kv(&target).await?;
-            kv.delete(&key).await?;
-            eprintln!("Deleted key {key:?}.");
-        }
-    }
-    Ok(())
 }

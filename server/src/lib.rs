@@ -44,6 +44,7 @@ pub mod cli;
 pub mod consumers;
 pub mod cron;
 pub mod d1;
+pub mod data_commands;
 pub mod driver;
 pub mod errors;
 pub mod kv;

@@ -183,6 +183,22 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     let mut consumers = Vec::new();
     let mut cron_task = None;
     if let Some(project) = &project {
+        for producer in &project.queues.producers {
+            if let Some(delay) = producer.delivery_delay {
+                let broker = state
+                    .registry()
+                    .queues()
+                    .await
+                    .map_err(|e| ServeError::Setup(e.to_string()))?;
+                let settings = bindery_core::queues::QueueSettings {
+                    delivery_delay_secs: delay,
+                    ..Default::default()
+                };
+                bindery_core::queues::QueueBroker::create_queue(&broker, &producer.queue, settings)
+                    .await
+                    .map_err(|e| ServeError::Setup(format!("queue {}: {e}", producer.queue)))?;
+            }
+        }
         if !project.queues.consumers.is_empty() {
             let broker = state
                 .registry()
