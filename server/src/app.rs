@@ -244,6 +244,16 @@ async fn plain_request(state: &AppState, req: Request<Body>) -> Response<Body> {
     if !state.authorized(&req) {
         return error_response(Protocol::Plain, &ServerError::Unauthorized);
     }
+    if req.uri().path().starts_with("/client/v4/") {
+        let path = req.uri().path().to_owned();
+        if let Some(r) = crate::rest::handle(state.registry(), &path, req.into_body()).await {
+            return r;
+        }
+        return crate::rest::error(&ServerError::NoRoute {
+            method: "POST".into(),
+            path,
+        });
+    }
     if req.uri().path() == "/cdn-cgi/handler/scheduled" {
         let query = req.uri().query().map(str::to_owned);
         drop(req);

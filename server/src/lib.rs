@@ -51,6 +51,7 @@ pub mod kv;
 pub mod queue;
 pub mod r2;
 pub mod registry;
+pub mod rest;
 pub mod s3;
 pub mod serve;
 pub mod sigv4;

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use bindery_core::SharedClock;
 use bindery_core::d1::{D1Catalog, D1Database, D1Error};
-use bindery_core::queues::{QueueBroker, QueueError, QueueProducer};
+use bindery_core::queues::{
+    PullConsumer, PullConsumerSettings, QueueBroker, QueueError, QueueProducer,
+};
 use bindery_core::r2::{R2Bucket, R2Buckets, R2Error};
 use bindery_kv::KvNamespace;
 use bindery_queues::Queues;
@@ -149,6 +151,8 @@ pub struct Registry {
     r2: OnceCell<Arc<R2Store>>,
     queues: OnceCell<Queues>,
     d1: OnceCell<bindery_d1::Catalog>,
+    pull: tokio::sync::Mutex<HashMap<String, Arc<dyn PullConsumer>>>,
+    pull_settings: Mutex<HashMap<String, PullConsumerSettings>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -176,6 +180,8 @@ impl Registry {
             r2: OnceCell::new(),
             queues: OnceCell::new(),
             d1: OnceCell::new(),
+            pull: tokio::sync::Mutex::new(HashMap::new()),
+            pull_settings: Mutex::new(HashMap::new()),
         }
     }
 
@@ -380,6 +386,42 @@ impl Registry {
         }
     }
 
+    /// Sets the settings (retries, dead-letter queue) of the pull consumer of `queue`, as a
+    /// wrangler `http_pull` consumer declares them.
+    pub fn configure_pull(&self, queue: &str, settings: PullConsumerSettings) {
+        self.pull_settings.lock().insert(queue.to_owned(), settings);
+    }
+
+    /// The pull consumer of queue `name`, attached on first use.
+    ///
+    /// # Errors
+    ///
+    /// [`ServerError::UnknownBinding`] in strict mode for an undeclared queue; the broker's
+    /// error when the queue has a push consumer.
+    pub async fn pull_consumer(
+        &self,
+        name: &str,
+    ) -> Result<Arc<dyn PullConsumer>, RegistryError<QueueError>> {
+        self.check_declared(Kind::Queue, name)?;
+        let mut pull = self.pull.lock().await;
+        if let Some(c) = pull.get(name) {
+            return Ok(Arc::clone(c));
+        }
+        let settings = self
+            .pull_settings
+            .lock()
+            .get(name)
+            .cloned()
+            .unwrap_or_default();
+        let broker = self.queues().await?;
+        let consumer = broker
+            .pull_consumer(name, settings)
+            .await
+            .map_err(RegistryError::Store)?;
+        pull.insert(name.to_owned(), Arc::clone(&consumer));
+        Ok(consumer)
+    }
+
     /// Closes every open store: waits for pending commits and releases the files. Handles
     /// still held elsewhere close when their last clone is dropped.
     pub async fn close(&self) {
@@ -388,12 +430,14 @@ impl Registry {
         let r2 = self.r2.get().cloned();
         let queues = self.queues.get().cloned();
         let d1 = self.d1.get().cloned();
+        let pull: Vec<_> = self.pull.lock().await.drain().collect();
         // Dropping a namespace joins its commit thread: do it off the async workers.
         let _ = tokio::task::spawn_blocking(move || {
             drop(kv);
             drop(r2);
             drop(queues);
             drop(d1);
+            drop(pull);
         })
         .await;
         tracing::info!(kv_namespaces = count, "stores closed");

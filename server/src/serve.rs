@@ -199,6 +199,18 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                     .map_err(|e| ServeError::Setup(format!("queue {}: {e}", producer.queue)))?;
             }
         }
+        for c in &project.queues.consumers {
+            if c.consumer_type.as_deref() == Some("http_pull") {
+                let defaults = bindery_core::queues::PullConsumerSettings::default();
+                state.registry().configure_pull(
+                    &c.queue,
+                    bindery_core::queues::PullConsumerSettings {
+                        max_retries: c.max_retries.unwrap_or(defaults.max_retries),
+                        dead_letter_queue: c.dead_letter_queue.clone(),
+                    },
+                );
+            }
+        }
         if !project.queues.consumers.is_empty() {
             let broker = state
                 .registry()

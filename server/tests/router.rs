@@ -369,3 +369,71 @@ async fn queue_sends_answer_metadata_metrics() {
     let v: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
     assert_eq!(v["backlogCount"], 1);
 }
+
+#[tokio::test]
+async fn pull_consumers_lease_and_ack_through_the_rest_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = app(dir.path(), Some(TOKEN));
+    let auth = format!("Bearer {TOKEN}");
+    for body in ["one", "two"] {
+        let mut msg = req("POST", "/message", Some("queue/pulled"), body);
+        msg.headers_mut()
+            .insert("x-msg-fmt", "text".parse().unwrap());
+        msg.headers_mut()
+            .insert("authorization", auth.parse().unwrap());
+        assert_eq!(app.clone().oneshot(msg).await.unwrap().status(), 200);
+    }
+    let base = "/client/v4/accounts/acct/queues/pulled/messages";
+    let unauthorized = app
+        .clone()
+        .oneshot(req("POST", &format!("{base}/pull"), None, "{}"))
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+
+    let mut pull = req(
+        "POST",
+        &format!("{base}/pull"),
+        None,
+        r#"{"batch_size":10,"visibility_timeout_ms":60000}"#,
+    );
+    pull.headers_mut()
+        .insert("authorization", auth.parse().unwrap());
+    let r = app.clone().oneshot(pull).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
+    assert_eq!(v["success"], true);
+    let messages = v["result"]["messages"].as_array().unwrap().clone();
+    let bodies: Vec<&str> = messages
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, ["one", "two"]);
+    assert_eq!(messages[0]["attempts"], 1);
+    assert_eq!(messages[0]["metadata"]["CF-Content-Type"], "text");
+
+    let lease = |i: usize| messages[i]["lease_id"].as_str().unwrap().to_owned();
+    let ack_body = serde_json::json!({
+        "acks": [{"lease_id": lease(0)}],
+        "retries": [{"lease_id": lease(1), "delay_seconds": 0}],
+    })
+    .to_string();
+    let mut ack = req("POST", &format!("{base}/ack"), None, ack_body);
+    ack.headers_mut()
+        .insert("authorization", auth.parse().unwrap());
+    let r = app.clone().oneshot(ack).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
+    assert_eq!(v["result"]["ackCount"], 1);
+    assert_eq!(v["result"]["retryCount"], 1);
+
+    let mut again = req("POST", &format!("{base}/pull"), None, "{}");
+    again
+        .headers_mut()
+        .insert("authorization", auth.parse().unwrap());
+    let v: serde_json::Value =
+        serde_json::from_str(&text(app.clone().oneshot(again).await.unwrap()).await).unwrap();
+    let left = v["result"]["messages"].as_array().unwrap();
+    assert_eq!(left.len(), 1, "{v}");
+    assert_eq!(left[0]["body"], "two");
+    assert_eq!(left[0]["attempts"], 2);
+}
