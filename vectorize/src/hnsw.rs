@@ -140,6 +140,12 @@ pub(crate) enum Walk {
 pub(crate) struct Graph {
     dim: usize,
     kind: Kind,
+    /// Link by angle (cosine of the raw vectors) instead of by the search distance. Used for
+    /// dot-product, which is not a metric: linked by dot product, large vectors crowd small
+    /// ones out of every neighbour list and the small ones become unreachable.
+    angular: bool,
+    /// `1 / |v|` per node (0 for a zero vector), kept when `angular`.
+    inv_norms: Vec<f32>,
     m: usize,
     m0: usize,
     ml: f64,
@@ -174,11 +180,13 @@ fn unpack(e: u64) -> Option<(u32, u8)> {
 
 impl Graph {
     /// An empty graph.
-    pub fn new(dim: usize, kind: Kind, m: usize) -> Self {
+    pub fn new(dim: usize, kind: Kind, m: usize, angular: bool) -> Self {
         let m = m.clamp(2, 100);
         Self {
             dim,
             kind,
+            angular,
+            inv_norms: Vec::new(),
             m,
             m0: 2 * m,
             ml: 1.0 / (m as f64).ln(),
@@ -193,8 +201,8 @@ impl Graph {
     }
 
     /// Rebuilds a graph from persisted parts; `None` if they are inconsistent.
-    pub fn from_parts(kind: Kind, p: GraphParts) -> Option<Self> {
-        let mut g = Graph::new(p.dim, kind, p.m);
+    pub fn from_parts(kind: Kind, angular: bool, p: GraphParts) -> Option<Self> {
+        let mut g = Graph::new(p.dim, kind, p.m, angular);
         let n = p.levels.len();
         if g.m != p.m
             || p.vectors.len() != n * p.dim
@@ -224,6 +232,9 @@ impl Graph {
             }
         }
         g.vectors = p.vectors;
+        if angular {
+            g.inv_norms = g.vectors.chunks(g.dim.max(1)).map(inv_norm).collect();
+        }
         g.levels = p.levels;
         g.layer0 = p.layer0.into_iter().map(AtomicU32::new).collect();
         g.upper_at = p.upper_at;
@@ -308,6 +319,28 @@ impl Graph {
         self.kind.distance(q, self.vector(node))
     }
 
+    /// Distance from a search target to `node`.
+    #[inline]
+    fn d(&self, t: &Target<'_>, node: u32) -> f32 {
+        if t.linking && self.angular {
+            -distance::dot(t.q, self.vector(node)) * t.inv_norm * self.inv_norms[node as usize]
+        } else {
+            self.kind.distance(t.q, self.vector(node))
+        }
+    }
+
+    /// The linking distance between two nodes.
+    #[inline]
+    fn pair(&self, a: u32, b: u32) -> f32 {
+        if self.angular {
+            -distance::dot(self.vector(a), self.vector(b))
+                * self.inv_norms[a as usize]
+                * self.inv_norms[b as usize]
+        } else {
+            self.kind.distance(self.vector(a), self.vector(b))
+        }
+    }
+
     /// The level a node gets, drawn from `seed` (exponentially decaying).
     pub fn draw_level(&self, seed: u64) -> u8 {
         let u = ((splitmix(seed) >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
@@ -323,6 +356,9 @@ impl Graph {
     pub fn reserve(&mut self, vector: &[f32], level: u8) -> u32 {
         let node = self.levels.len() as u32;
         self.vectors.extend_from_slice(vector);
+        if self.angular {
+            self.inv_norms.push(inv_norm(vector));
+        }
         self.levels.push(level);
         self.layer0.extend((0..=self.m0).map(|_| AtomicU32::new(0)));
         if level > 0 {
@@ -371,16 +407,22 @@ impl Graph {
 
     /// Greedy descent from the entry point down to level `stop + 1`; returns the closest node
     /// found and its distance.
-    fn descend(&self, q: &[f32], from: (u32, u8), stop: u8, links: &mut Vec<u32>) -> (u32, f32) {
+    fn descend(
+        &self,
+        t: &Target<'_>,
+        from: (u32, u8),
+        stop: u8,
+        links: &mut Vec<u32>,
+    ) -> (u32, f32) {
         let (mut cur, top) = from;
-        let mut cur_d = self.dist(q, cur);
+        let mut cur_d = self.d(t, cur);
         let mut level = top;
         while level > stop {
             loop {
                 let mut changed = false;
                 self.neighbours(cur, level, links);
                 for &n in links.iter() {
-                    let d = self.dist(q, n);
+                    let d = self.d(t, n);
                     if d < cur_d {
                         cur_d = d;
                         cur = n;
@@ -400,7 +442,7 @@ impl Graph {
     /// `s.top`.
     fn search_layer<F: Fn(u32) -> bool>(
         &self,
-        q: &[f32],
+        t: &Target<'_>,
         start: (u32, f32),
         ef: usize,
         level: u8,
@@ -439,7 +481,7 @@ impl Graph {
                         if s.visit(n) {
                             continue;
                         }
-                        let d = self.dist(q, n);
+                        let d = self.d(t, n);
                         if s.top.len() < ef || d < bound {
                             s.candidates
                                 .push(std::cmp::Reverse(Cand { dist: d, node: n }));
@@ -455,7 +497,9 @@ impl Graph {
                 }
                 Walk::TwoHop => {
                     let mut admitted = 0;
-                    for &n in links.iter() {
+                    let mut passed = 0;
+                    for i in 0..links.len() {
+                        let n = links[i];
                         if admitted >= self.m0 {
                             break;
                         }
@@ -464,8 +508,12 @@ impl Graph {
                         }
                         if admit(n) {
                             admitted += 1;
-                            self.consider(q, n, ef, &mut bound, s);
+                            self.consider(t, n, ef, &mut bound, s);
                         } else {
+                            // Keep rejected neighbours at the front of `links` in case the
+                            // walk needs them as stepping stones (below).
+                            links[passed] = links[i];
+                            passed += 1;
                             self.neighbours(n, level, &mut links2);
                             for &w in links2.iter() {
                                 if admitted >= self.m0 {
@@ -473,8 +521,19 @@ impl Graph {
                                 }
                                 if admit(w) && !s.visit(w) {
                                     admitted += 1;
-                                    self.consider(q, w, ef, &mut bound, s);
+                                    self.consider(t, w, ef, &mut bound, s);
                                 }
+                            }
+                        }
+                    }
+                    // Nothing admitted within two hops: step through rejected nodes so that
+                    // the walk does not die in a region the filter empties.
+                    if admitted == 0 {
+                        for &n in &links[..passed] {
+                            let d = self.d(t, n);
+                            if s.top.len() < ef || d < bound {
+                                s.candidates
+                                    .push(std::cmp::Reverse(Cand { dist: d, node: n }));
                             }
                         }
                     }
@@ -486,8 +545,8 @@ impl Graph {
     }
 
     #[inline]
-    fn consider(&self, q: &[f32], n: u32, ef: usize, bound: &mut f32, s: &mut Scratch) {
-        let d = self.dist(q, n);
+    fn consider(&self, t: &Target<'_>, n: u32, ef: usize, bound: &mut f32, s: &mut Scratch) {
+        let d = self.d(t, n);
         if s.top.len() < ef || d < *bound {
             s.candidates
                 .push(std::cmp::Reverse(Cand { dist: d, node: n }));
@@ -512,10 +571,15 @@ impl Graph {
         let Some(entry) = unpack(self.entry.load(Ordering::Acquire)) else {
             return Vec::new();
         };
+        let t = Target {
+            q,
+            inv_norm: 1.0,
+            linking: false,
+        };
         let mut links = std::mem::take(&mut s.links);
-        let start = self.descend(q, entry, 0, &mut links);
+        let start = self.descend(&t, entry, 0, &mut links);
         s.links = links;
-        self.search_layer(q, start, ef.max(k), 0, &admit, walk, s);
+        self.search_layer(&t, start, ef.max(k), 0, &admit, walk, s);
         let mut out: Vec<Cand> = s.top.drain().collect();
         out.sort_unstable();
         out.truncate(k);
@@ -549,12 +613,17 @@ impl Graph {
             return;
         }
         let q: Vec<f32> = self.vector(node).to_vec();
+        let t = Target {
+            q: &q,
+            inv_norm: self.inv_norms.get(node as usize).copied().unwrap_or(1.0),
+            linking: true,
+        };
         let mut links = std::mem::take(&mut s.links);
-        let (mut cur, mut cur_d) = self.descend(&q, entry, level, &mut links);
+        let (mut cur, mut cur_d) = self.descend(&t, entry, level, &mut links);
         s.links = links;
         let all = |_: u32| true;
         for lv in (0..=level.min(entry.1)).rev() {
-            self.search_layer(&q, (cur, cur_d), ef_construction, lv, &all, Walk::Plain, s);
+            self.search_layer(&t, (cur, cur_d), ef_construction, lv, &all, Walk::Plain, s);
             let mut found: Vec<Cand> = s.top.drain().filter(|c| c.node != node).collect();
             found.sort_unstable();
             if let Some(best) = found.first() {
@@ -595,11 +664,7 @@ impl Graph {
             if kept.len() >= m {
                 break;
             }
-            let v = self.vector(c.node);
-            if kept
-                .iter()
-                .all(|&k| self.kind.distance(v, self.vector(k)) > c.dist)
-            {
+            if kept.iter().all(|&k| self.pair(c.node, k) > c.dist) {
                 kept.push(c.node);
             }
         }
@@ -621,13 +686,12 @@ impl Graph {
             slots[0].store(n as u32 + 1, Ordering::Release);
             return;
         }
-        let base = self.vector(target);
         let mut cands: Vec<Cand> = slots[1..=n]
             .iter()
             .map(|a| a.load(Ordering::Relaxed))
             .chain(std::iter::once(new))
             .map(|x| Cand {
-                dist: self.kind.distance(base, self.vector(x)),
+                dist: self.pair(target, x),
                 node: x,
             })
             .collect();
@@ -635,6 +699,20 @@ impl Graph {
         let chosen = self.select(&cands, cap);
         self.set_neighbours(slots, &chosen);
     }
+}
+
+/// What a search measures distances to.
+struct Target<'a> {
+    q: &'a [f32],
+    /// `1 / |q|`, used when linking by angle.
+    inv_norm: f32,
+    /// Whether this search links a node (uses the linking distance).
+    linking: bool,
+}
+
+fn inv_norm(v: &[f32]) -> f32 {
+    let n = distance::dot(v, v).sqrt();
+    if n > 0.0 { 1.0 / n } else { 0.0 }
 }
 
 /// A 64-bit mixer (splitmix64's finalizer), for level draws.
@@ -666,7 +744,7 @@ mod tests {
     fn graph_search_finds_most_true_neighbours_of_random_points() {
         let dim = 16;
         let pts = data(2000, dim, 7);
-        let mut g = Graph::new(dim, Kind::L2Sq, 12);
+        let mut g = Graph::new(dim, Kind::L2Sq, 12, false);
         let nodes: Vec<u32> = pts
             .iter()
             .enumerate()
@@ -699,7 +777,7 @@ mod tests {
 
     #[test]
     fn parts_round_trip_and_bad_parts_are_refused() {
-        let mut g = Graph::new(4, Kind::NegDot, 4);
+        let mut g = Graph::new(4, Kind::NegDot, 4, true);
         let mut s = Scratch::default();
         for (i, p) in data(50, 4, 3).iter().enumerate() {
             let n = g.reserve(p, g.draw_level(i as u64));
@@ -707,11 +785,11 @@ mod tests {
         }
         let p = g.to_parts();
         let l0 = p.layer0.clone();
-        let back = Graph::from_parts(Kind::NegDot, p).expect("valid parts");
+        let back = Graph::from_parts(Kind::NegDot, true, p).expect("valid parts");
         assert_eq!(back.to_parts().layer0, l0);
         let mut bad = back.to_parts();
         bad.layer0[1] = 10_000;
         bad.layer0[0] = 1;
-        assert!(Graph::from_parts(Kind::NegDot, bad).is_none());
+        assert!(Graph::from_parts(Kind::NegDot, true, bad).is_none());
     }
 }

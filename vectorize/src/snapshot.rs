@@ -296,6 +296,7 @@ pub(crate) fn load(
     }
     st.graph = Graph::from_parts(
         kind,
+        kind == Kind::NegDot && !normalize,
         GraphParts {
             dim,
             m: st.graph.m(),

@@ -59,7 +59,7 @@ impl State {
     pub fn new(dim: usize, kind: Kind, normalize: bool, m: usize, max_indexed_str: usize) -> Self {
         Self {
             dim,
-            graph: Graph::new(dim, kind, m),
+            graph: Graph::new(dim, kind, m, kind == Kind::NegDot && !normalize),
             kind,
             normalize,
             max_indexed_str,
