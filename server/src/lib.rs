@@ -1,22 +1,38 @@
 //! The `bindery` server: Bindery's primitives behind a self-hosted `workerd`.
 //!
-//! `bindery serve` listens on one address (default `127.0.0.1:8787`) and serves the binding
-//! protocols that workerd speaks to `external` services: its `kvNamespace` binding today, and
-//! R2, D1 and queue bindings as their crates land. workerd's config injects
-//! `X-Bindery-Binding: <kind>/<name>` (and `Authorization: Bearer <token>`) into every request
-//! of a binding; the named store is opened, or created, on first use under the data folder
-//! (default `./.bindery`). `bindery workerd-config` writes that workerd config from a
-//! project's `wrangler.jsonc` or `wrangler.toml`.
+//! `bindery serve` listens on one address (default `127.0.0.1:8787`, data in `./.bindery`)
+//! and serves, on that one listener:
+//!
+//! - the binding protocols workerd speaks to `external` services: `kvNamespace` ([`kv`]),
+//!   `r2Bucket` ([`r2`]), D1 ([`d1`]) and `queue` producers ([`queue`]). workerd's config
+//!   injects `X-Bindery-Binding: <kind>/<name>` (and `Authorization: Bearer <token>`) into
+//!   every request of a binding; the named store is opened, or created, on first use (only
+//!   declared ones with `--strict`);
+//! - queue consumers and cron triggers of a project (`--wrangler`): batches go to the
+//!   Worker's `queue()` handler and cron events to its `scheduled()` handler through a driver
+//!   Worker that Bindery ships ([`consumers`], [`cron`], [`driver`]);
+//! - an S3-compatible API over the same R2 buckets, with SigV4 authentication ([`s3`],
+//!   [`sigv4`]), and the REST shapes of HTTP pull consumers ([`rest`]);
+//! - `GET /healthz`.
+//!
+//! `bindery workerd-config` writes the workerd config that points a project's bindings at the
+//! server, from its `wrangler.jsonc` or `wrangler.toml` ([`workerd_config`], [`wrangler`]);
+//! `bindery kv|d1|r2 ...` mirror wrangler's data commands ([`data_commands`]).
 //!
 //! The server holds no storage logic: each protocol module decodes a request, calls a
 //! `bindery-core` trait and encodes the result, and one table ([`errors`]) turns every error
-//! into the shape the Worker would get from the platform.
+//! into the shape the Worker (or S3 client) would get from the platform. SIGINT or SIGTERM
+//! stops accepting connections, lets requests in flight finish, stops consumers and cron,
+//! and closes every store.
 //!
 //! # What it is not
 //!
 //! Not a Workers runtime (workerd is) and not a multi-tenant service: one process, one data
-//! folder, one optional bearer token. KV's `delete([keys])` is JS-RPC in workerd and cannot
-//! reach an HTTP backend.
+//! folder, one optional bearer token (required to listen beyond loopback). KV's
+//! `delete([keys])` is JS-RPC in workerd and cannot reach an HTTP backend. The S3 API is
+//! path-style only, and does not verify `aws-chunked` chunk signatures (the request's own
+//! signature, which covers the headers, is verified). Durable Objects and Vectorize are not
+//! served: workerd cannot back them with an external service.
 //!
 //! # Example
 //!
