@@ -8,7 +8,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use bindery_core::d1::{D1Catalog, D1ExportOptions, D1QueryOptions, D1ResultsFormat, D1Statement};
+use bindery_core::d1::{
+    D1Catalog, D1ExportOptions, D1QueryOptions, D1RestoreTarget, D1ResultsFormat, D1Statement,
+};
 use bindery_core::kv::{GetOptions, KvStore, ListOptions, PutOptions};
 use bindery_core::r2::{R2Body, R2BucketExt, R2Buckets};
 use bytes::Bytes;
@@ -138,6 +140,42 @@ pub enum D1Command {
     },
     /// List databases.
     List {
+        /// Folder holding every store.
+        #[arg(long, default_value = ".bindery")]
+        data: PathBuf,
+    },
+    /// Time Travel: bookmarks and restores.
+    TimeTravel {
+        /// What to do.
+        #[command(subcommand)]
+        command: TimeTravelCommand,
+    },
+}
+
+/// `bindery d1 time-travel ...`.
+#[derive(Debug, Subcommand)]
+pub enum TimeTravelCommand {
+    /// Print the bookmark of now, or of a moment (`--timestamp`, ms since the epoch).
+    Info {
+        /// The database name.
+        database: String,
+        /// A moment, in milliseconds since the UNIX epoch.
+        #[arg(long)]
+        timestamp: Option<u64>,
+        /// Folder holding every store.
+        #[arg(long, default_value = ".bindery")]
+        data: PathBuf,
+    },
+    /// Restore a database to a bookmark or a moment.
+    Restore {
+        /// The database name.
+        database: String,
+        /// The bookmark to restore to.
+        #[arg(long, conflicts_with = "timestamp")]
+        bookmark: Option<String>,
+        /// The moment to restore to, in milliseconds since the UNIX epoch.
+        #[arg(long)]
+        timestamp: Option<u64>,
         /// Folder holding every store.
         #[arg(long, default_value = ".bindery")]
         data: PathBuf,
@@ -310,6 +348,44 @@ pub async fn d1(command: D1Command) -> CliResult {
             out.sync_all()?;
             eprintln!("Exported {database} to {}", output.display());
         }
+        D1Command::TimeTravel { command } => match command {
+            TimeTravelCommand::Info {
+                database,
+                timestamp,
+                data,
+            } => {
+                let db = registry(&data)
+                    .d1(&database)
+                    .await
+                    .map_err(registry_error)?;
+                let bookmark = match timestamp {
+                    Some(t) => db.bookmark_at(t).await?,
+                    None => db.bookmark().await?,
+                };
+                println!("{bookmark}");
+            }
+            TimeTravelCommand::Restore {
+                database,
+                bookmark,
+                timestamp,
+                data,
+            } => {
+                let target = match (bookmark, timestamp) {
+                    (Some(b), _) => D1RestoreTarget::Bookmark(b),
+                    (None, Some(t)) => D1RestoreTarget::TimestampMs(t),
+                    (None, None) => return Err("pass --bookmark B or --timestamp MS".into()),
+                };
+                let db = registry(&data)
+                    .d1(&database)
+                    .await
+                    .map_err(registry_error)?;
+                let r = db.restore(target).await?;
+                println!(
+                    "restored to {}; undo with --bookmark {}",
+                    r.bookmark, r.previous_bookmark
+                );
+            }
+        },
         D1Command::List { data } => {
             let catalog = registry(&data).d1_catalog().await?;
             for name in catalog.list().await? {
