@@ -27,7 +27,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::alarms::{AlarmIndex, AlarmQueue};
-use crate::committer::{Committer, Job};
+use crate::committer::Committer;
 use crate::connections::{ConnDispatch, ConnRecord, Inbound};
 use crate::ids::IdMaker;
 use crate::storage::{ObjectStorage, StorageEnv};
@@ -939,6 +939,8 @@ struct Actor<O: DurableObject> {
     state: Arc<StateImpl<O>>,
     instance: Option<O>,
     chain_self: Arc<Vec<[u8; 32]>>,
+    /// Whether more events wait in the mailbox (their writes may share this one's commit).
+    more: bool,
 }
 
 impl<O: DurableObject> Actor<O> {
@@ -973,6 +975,7 @@ impl<O: DurableObject> Actor<O> {
             storage,
             state,
             instance: None,
+            more: false,
         };
         let clock = Arc::clone(&env.clock);
         let idle_ms = actor.ns.rt.idle_timeout_ms;
@@ -983,6 +986,7 @@ impl<O: DurableObject> Actor<O> {
                 Ok(e) => e,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
+                    actor.flush().await;
                     if evict && actor.ns.begin_close(actor.id.as_bytes(), &rx) {
                         break;
                     }
@@ -1017,6 +1021,7 @@ impl<O: DurableObject> Actor<O> {
                 evict = true;
                 continue;
             }
+            actor.more = !rx.is_empty();
             actor.handle(event).await;
         }
         actor.instance = None;
@@ -1098,6 +1103,7 @@ impl<O: DurableObject> Actor<O> {
     /// Ends an event: commits, resets the object if the event failed it, and returns the
     /// result to deliver.
     async fn finish<T>(&mut self, result: DurableResult<T>) -> DurableResult<T> {
+        let more = self.more;
         let attention = self.state.attention.swap(false, Ordering::AcqRel);
         // A body registered during the event and not awaited runs before the event ends.
         let pending: Vec<Arc<Blocker>> = if attention {
@@ -1115,7 +1121,7 @@ impl<O: DurableObject> Actor<O> {
             );
             let _ = CURRENT.scope(self.current(None), fut).await;
         }
-        let committed = self.storage.finish_event();
+        let committed = self.storage.end_event(more);
         let reset = if attention || self.state.attention.load(Ordering::Acquire) {
             self.state.reset.lock().clone()
         } else {
@@ -1136,24 +1142,15 @@ impl<O: DurableObject> Actor<O> {
 
     /// Sends a reply through the output gate.
     fn reply<T: Send + 'static>(&self, tx: oneshot::Sender<DurableResult<T>>, r: DurableResult<T>) {
-        let mark = self.storage.mark();
-        if mark.gated() {
-            self.storage.committer().send(Job::Release {
-                mark,
-                release: Box::new(move |ok| {
-                    let _ = tx.send(if ok {
-                        r
-                    } else {
-                        Err(DurableError::Reset {
-                            reason: "a write could not be made durable; the object was reset"
-                                .into(),
-                        })
-                    });
-                }),
+        self.storage.release(Box::new(move |ok| {
+            let _ = tx.send(if ok {
+                r
+            } else {
+                Err(DurableError::Reset {
+                    reason: "a write could not be made durable; the object was reset".into(),
+                })
             });
-        } else {
-            let _ = tx.send(r);
-        }
+        }));
     }
 
     async fn run_handler<'a, T>(
@@ -1298,17 +1295,19 @@ impl<O: DurableObject> Actor<O> {
 
     /// Drops the index hint for an alarm once the object's change is durable.
     fn drop_hint_when_durable(&self, at_ms: u64) {
-        let storage = Arc::clone(&self.storage);
-        let mark = storage.mark();
-        let s2 = Arc::clone(&storage);
-        storage.committer().send(Job::Release {
-            mark,
-            release: Box::new(move |ok| {
-                if ok {
-                    s2.drop_index_hint(at_ms);
-                }
-            }),
-        });
+        let s2 = Arc::clone(&self.storage);
+        self.storage.release(Box::new(move |ok| {
+            if ok {
+                s2.drop_index_hint(at_ms);
+            }
+        }));
+    }
+
+    /// Commits writes left open by batched events once the mailbox is empty.
+    async fn flush(&mut self) {
+        if self.storage.finish_event().is_err() {
+            self.reset().await;
+        }
     }
 
     async fn alarm(&mut self, at_ms: u64) {

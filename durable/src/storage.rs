@@ -28,7 +28,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use crate::alarms::{AlarmIndex, AlarmQueue, Due};
-use crate::committer::{Committer, Job, Mark, Target};
+use crate::committer::{Committer, Job, Mark, Release, Target};
 
 /// What every object's storage of one runtime shares.
 pub(crate) struct StorageEnv {
@@ -68,7 +68,14 @@ struct Inner {
     broken: Option<String>,
     alarm_running: bool,
     alarm_set_during_run: bool,
+    /// Replies and messages of events whose writes are in the open transaction.
+    held: Vec<Release>,
+    /// Events whose writes share the open transaction.
+    batched: u32,
 }
+
+/// Most events whose writes share one commit.
+const MAX_BATCH_EVENTS: u32 = 256;
 
 /// One object's storage; implements the contract's [`DurableStorage`].
 pub(crate) struct ObjectStorage {
@@ -281,6 +288,8 @@ impl ObjectStorage {
                 broken: None,
                 alarm_running: false,
                 alarm_set_during_run: false,
+                held: Vec::new(),
+                batched: 0,
             }),
             auth: Arc::new(AuthState::default()),
             mark: Mutex::new(Arc::new(Mark::default())),
@@ -453,6 +462,7 @@ impl ObjectStorage {
     /// An error means the event failed and the object must be reset.
     pub(crate) fn finish_event(&self) -> DurableResult<()> {
         let mut g = self.inner.lock();
+        g.batched = 0;
         if let Some(reason) = g.broken.clone() {
             // Stays broken until the actor resets the object (close()).
             self.rollback(&mut g);
@@ -499,9 +509,57 @@ impl ObjectStorage {
             }
             let mark = self.mark();
             let seq = mark.submitted.fetch_add(1, Ordering::AcqRel) + 1;
-            self.env.committer.send(Job::Sync { targets, mark, seq });
+            self.env.committer.send(Job::Sync {
+                targets,
+                mark: Arc::clone(&mark),
+                seq,
+            });
+            for release in g.held.drain(..) {
+                self.env.committer.send(Job::Release {
+                    mark: Arc::clone(&mark),
+                    release,
+                });
+            }
         }
         Ok(())
+    }
+
+    /// Ends an event. While more events wait (`more`), the open transaction stays open so
+    /// that the next events' writes share its commit (and its fsync); the event's reply is
+    /// held until then.
+    pub(crate) fn end_event(&self, more: bool) -> DurableResult<()> {
+        {
+            let mut g = self.inner.lock();
+            if more
+                && g.broken.is_none()
+                && g.in_tx
+                && g.dirty
+                && g.savepoints == 0
+                && g.batched < MAX_BATCH_EVENTS
+            {
+                g.batched += 1;
+                return Ok(());
+            }
+        }
+        self.finish_event()
+    }
+
+    /// Delivers `release` once every write made before it is durable: held with the open
+    /// transaction, queued behind the committer's fsyncs, or at once.
+    pub(crate) fn release(&self, release: Release) {
+        {
+            let mut g = self.inner.lock();
+            if g.in_tx && g.dirty {
+                g.held.push(release);
+                return;
+            }
+        }
+        let mark = self.mark();
+        if mark.gated() {
+            self.env.committer.send(Job::Release { mark, release });
+        } else {
+            release(!mark.failed.load(Ordering::Acquire));
+        }
     }
 
     fn rollback(&self, g: &mut Inner) {
@@ -513,7 +571,12 @@ impl ObjectStorage {
         g.in_tx = false;
         g.dirty = false;
         g.savepoints = 0;
+        g.batched = 0;
         g.index_file = None;
+        // What waited for the rolled-back writes is answered with an error.
+        for release in g.held.drain(..) {
+            release(false);
+        }
     }
 
     /// Drops the connection (after rolling back anything uncommitted) and starts a new
