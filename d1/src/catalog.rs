@@ -213,10 +213,9 @@ impl Catalog {
             .map
             .get(name)
             .is_some_and(|e| Arc::ptr_eq(&e.cell, cell))
+            && let Some(e) = lru.map.remove(name)
         {
-            if let Some(e) = lru.map.remove(name) {
-                lru.order.remove(&e.tick);
-            }
+            lru.order.remove(&e.tick);
         }
     }
 
@@ -224,12 +223,12 @@ impl Catalog {
     pub async fn create_database(&self, name: &str) -> D1Result<Database> {
         validate_name(name)?;
         // An open cell means the database exists.
-        if let Some(e) = self.shared.lru.lock().map.get(name) {
-            if e.cell.initialized() {
-                return Err(D1Error::AlreadyExists {
-                    name: name.to_owned(),
-                });
-            }
+        if let Some(e) = self.shared.lru.lock().map.get(name)
+            && e.cell.initialized()
+        {
+            return Err(D1Error::AlreadyExists {
+                name: name.to_owned(),
+            });
         }
         let cell = self.cell(name);
         let path = self.path_of(name);
@@ -298,10 +297,10 @@ impl D1Catalog for Catalog {
                 let entry = entry.map_err(|e| D1Error::engine("listing databases", e))?;
                 let file = entry.file_name();
                 let file = file.to_string_lossy();
-                if let Some(name) = file.strip_suffix(&format!(".{EXT}")) {
-                    if validate_name(name).is_ok() {
-                        names.push(name.to_owned());
-                    }
+                if let Some(name) = file.strip_suffix(&format!(".{EXT}"))
+                    && validate_name(name).is_ok()
+                {
+                    names.push(name.to_owned());
                 }
             }
             names.sort();
@@ -312,10 +311,10 @@ impl D1Catalog for Catalog {
 
     async fn delete(&self, name: &str) -> D1Result<()> {
         validate_name(name)?;
-        if let Some(cell) = self.forget(name) {
-            if let Some(db) = cell.get() {
-                db.inner.deleted.store(true, Ordering::Release);
-            }
+        if let Some(cell) = self.forget(name)
+            && let Some(db) = cell.get()
+        {
+            db.inner.deleted.store(true, Ordering::Release);
         }
         let path = self.path_of(name);
         let root = self.shared.root.clone();

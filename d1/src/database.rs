@@ -222,7 +222,7 @@ impl Database {
         reader.control.set_budget(budget);
         reader.control.start_deadline(inner.limits.max_query_ms);
         let size = inner.writer.size.load(Ordering::Acquire);
-        let r = statement::run(&ctx, stmt, &checked, true, Some(size));
+        let r = statement::run(&ctx, stmt, &checked, true, Some(size), false);
         reader.control.set_budget(-1);
         reader.control.clear_deadline();
         r
@@ -231,17 +231,17 @@ impl Database {
     /// Runs a single statement that looks like a read on a reader; `None` if it writes.
     async fn read(&self, stmt: &D1Statement) -> D1Result<Option<D1QueryResult>> {
         let inner = &self.inner;
-        if inner.inline_reads {
-            if let Some(reader) = inner.readers.try_take()? {
-                let r = Self::read_on(inner, &reader, stmt, INLINE_BUDGET);
-                let stopped = reader.control.stop_reason() == StopReason::Budget;
-                inner.readers.put(reader);
-                match r {
-                    Ok(ReadOutcome::Done(res)) => return Ok(Some(res)),
-                    Ok(ReadOutcome::NeedsWriter) => return Ok(None),
-                    Err(_) if stopped => {}
-                    Err(e) => return Err(e),
-                }
+        if inner.inline_reads
+            && let Some(reader) = inner.readers.try_take()?
+        {
+            let r = Self::read_on(inner, &reader, stmt, INLINE_BUDGET);
+            let stopped = reader.control.stop_reason() == StopReason::Budget;
+            inner.readers.put(reader);
+            match r {
+                Ok(ReadOutcome::Done(res)) => return Ok(Some(res)),
+                Ok(ReadOutcome::NeedsWriter) => return Ok(None),
+                Err(_) if stopped => {}
+                Err(e) => return Err(e),
             }
         }
         let inner = Arc::clone(&self.inner);
@@ -269,10 +269,11 @@ impl Database {
         }
         if let [stmt] = statements {
             let checked = statement::check(stmt, &self.inner.limits)?;
-            if checked.looks_read_only && !checked.has_pragma {
-                if let Some(r) = self.read(stmt).await? {
-                    return Ok(vec![r]);
-                }
+            if checked.looks_read_only
+                && !checked.has_pragma
+                && let Some(r) = self.read(stmt).await?
+            {
+                return Ok(vec![r]);
             }
         }
         self.write(statements.to_vec()).await

@@ -134,7 +134,7 @@ fn export_in_txn(
                 .eq_ignore_ascii_case("create virtu");
             let cols = if virtual_table { "rowid, *" } else { "*" };
             let mut s = conn.prepare(&format!("SELECT {cols} FROM {}", quote_ident(&table)))?;
-            let names: Vec<String> = s.column_names().into_iter().map(str::to_owned).collect();
+            let names: Vec<String> = s.column_names().map(str::to_owned).collect();
             let ncol = names.len();
             let col_list = names
                 .iter()

@@ -104,6 +104,7 @@ impl Control {
     }
 
     /// Stops whatever runs on the connection with [`StopReason::Restoring`] until cleared.
+    #[allow(dead_code)] // used by Time Travel
     pub fn set_cancel(&self, on: bool) {
         self.cancel.store(on, Ordering::SeqCst);
     }

@@ -63,3 +63,7 @@ pub use bindery_core::d1::{D1Error, D1Limits, D1Result};
 pub use catalog::{Catalog, CatalogDatabase, DEFAULT_OPEN_CAPACITY};
 pub use database::{D1Builder, Database};
 pub use guard::Durability;
+
+/// The rusqlite this crate links (bundled SQLite), for opening the same files directly or
+/// comparing against raw SQLite.
+pub use rusqlite;

@@ -101,6 +101,7 @@ impl Readers {
     }
 
     /// Stops (or lets run again) every query running on the readers.
+    #[allow(dead_code)] // used by Time Travel
     pub fn set_cancel(&self, on: bool) {
         for c in self.controls.lock().iter() {
             c.set_cancel(on);
@@ -108,6 +109,7 @@ impl Readers {
     }
 
     /// Closes every idle reader (they reopen on demand).
+    #[allow(dead_code)] // used by Time Travel
     pub fn close_idle(&self) {
         let mut slots = self.slots.lock();
         let n = slots.idle.len();

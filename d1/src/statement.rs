@@ -26,18 +26,19 @@ pub(crate) struct Checked<'s> {
     pub looks_read_only: bool,
     /// Whether a piece is a `PRAGMA` (such jobs get a transaction of their own).
     pub has_pragma: bool,
+    /// Whether a piece changes the schema (`CREATE`, `DROP`, `ALTER`).
+    pub ddl: bool,
 }
 
 /// Checks what can be checked without a connection: limits on text and values, empty
 /// input, transaction statements and statements D1 refuses outright.
 pub(crate) fn check<'s>(stmt: &'s D1Statement, limits: &D1Limits) -> D1Result<Checked<'s>> {
-    let sql = stmt.sql();
-    if sql.len() > limits.max_statement_bytes {
-        return Err(D1Error::StatementTooLong {
-            len: sql.len(),
-            limit: limits.max_statement_bytes,
-        });
-    }
+    check_values(stmt, limits)?;
+    check_text(stmt.sql(), !stmt.params().is_empty(), limits)
+}
+
+/// The checks on a statement's bound values.
+pub(crate) fn check_values(stmt: &D1Statement, limits: &D1Limits) -> D1Result<()> {
     let params = stmt.params();
     if params.len() > limits.max_bound_parameters {
         return Err(D1Error::TooManyParameters {
@@ -54,17 +55,33 @@ pub(crate) fn check<'s>(stmt: &'s D1Statement, limits: &D1Limits) -> D1Result<Ch
             });
         }
     }
+    Ok(())
+}
+
+/// The checks on a statement's text.
+pub(crate) fn check_text<'s>(
+    sql: &'s str,
+    has_params: bool,
+    limits: &D1Limits,
+) -> D1Result<Checked<'s>> {
+    if sql.len() > limits.max_statement_bytes {
+        return Err(D1Error::StatementTooLong {
+            len: sql.len(),
+            limit: limits.max_statement_bytes,
+        });
+    }
     let pieces = sql_text::split(sql);
     if pieces.is_empty() {
         return Err(D1Error::NoStatements);
     }
-    check_pieces(pieces, !params.is_empty())
+    check_pieces(pieces, has_params)
 }
 
 /// Checks statements of raw SQL text (no values).
 pub(crate) fn check_pieces(pieces: Vec<&str>, has_params: bool) -> D1Result<Checked<'_>> {
     let mut looks_read_only = true;
     let mut has_pragma = false;
+    let mut ddl = false;
     for p in &pieces {
         let kw = sql_text::first_keyword(p).unwrap_or_default();
         match kw.as_str() {
@@ -73,6 +90,7 @@ pub(crate) fn check_pieces(pieces: Vec<&str>, has_params: bool) -> D1Result<Chec
             }
             "VACUUM" | "ATTACH" | "DETACH" => return Err(D1Error::NotAuthorized { what: kw }),
             "PRAGMA" => has_pragma = true,
+            "CREATE" | "DROP" | "ALTER" => ddl = true,
             _ => {}
         }
         if !matches!(kw.as_str(), "SELECT" | "WITH" | "VALUES") {
@@ -91,6 +109,7 @@ pub(crate) fn check_pieces(pieces: Vec<&str>, has_params: bool) -> D1Result<Chec
         pieces,
         looks_read_only,
         has_pragma,
+        ddl,
     })
 }
 
@@ -135,13 +154,15 @@ pub(crate) fn db_size(ctx: &Ctx<'_>) -> D1Result<u64> {
 }
 
 /// Runs a checked statement. With `read_only`, a statement SQLite reports as writing is not
-/// run and [`ReadOutcome::NeedsWriter`] is returned.
+/// run and [`ReadOutcome::NeedsWriter`] is returned. With `defer_size`, `size_after` of a
+/// write is left for the caller to fill in (the writer measures once per job).
 pub(crate) fn run(
     ctx: &Ctx<'_>,
     stmt: &D1Statement,
     checked: &Checked<'_>,
     read_only: bool,
     size_hint: Option<u64>,
+    defer_size: bool,
 ) -> D1Result<ReadOutcome> {
     let started = Instant::now();
     let total_before = ctx.conn.total_changes();
@@ -159,21 +180,16 @@ pub(crate) fn run(
         }
         if !s.readonly() {
             wrote = true;
-            if matches!(
-                sql_text::first_keyword(piece).as_deref(),
-                Some("CREATE" | "DROP" | "ALTER")
-            ) {
-                schema_change = true;
-            }
+            schema_change |= checked.ddl;
         }
         let count = s.parameter_count();
         for i in 1..=count {
-            if let Some(name) = s.parameter_name(i) {
-                if !name.starts_with('?') {
-                    return Err(D1Error::NamedParameter {
-                        name: name.to_owned(),
-                    });
-                }
+            if let Some(name) = s.parameter_name(i)
+                && !name.starts_with('?')
+            {
+                return Err(D1Error::NamedParameter {
+                    name: name.to_owned(),
+                });
             }
         }
         let params = stmt.params();
@@ -187,7 +203,7 @@ pub(crate) fn run(
             s.raw_bind_parameter(i + 1, rusqlite::types::ToSqlOutput::Borrowed(to_ref(p)))
                 .map_err(|e| map_err(e, ctx.control, ctx.limits))?;
         }
-        let columns: Vec<String> = s.column_names().into_iter().map(str::to_owned).collect();
+        let columns: Vec<String> = s.column_names().map(str::to_owned).collect();
         let ncol = columns.len();
         let mut rows_out = Vec::new();
         {
@@ -232,6 +248,7 @@ pub(crate) fn run(
     meta.total_attempts = 1;
     meta.size_after = match size_hint {
         Some(s) if !meta.changed_db && !wrote => s,
+        _ if defer_size => 0,
         _ => db_size(ctx)?,
     };
     Ok(ReadOutcome::Done(result))

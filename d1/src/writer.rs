@@ -16,7 +16,6 @@
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use bindery_core::d1::{
     D1Error, D1ExecResult, D1ImportResult, D1Limits, D1Meta, D1QueryResult, D1Result, D1Statement,
@@ -28,7 +27,7 @@ use rusqlite::Connection;
 use rusqlite::limits::Limit;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::guard::{self, Control, RESET_PRAGMAS, map_err};
+use crate::guard::{Control, RESET_PRAGMAS, map_err};
 use crate::sql_text::{self, Scanner, StatementEnd};
 use crate::statement::{self, Ctx, ReadOutcome};
 
@@ -38,6 +37,9 @@ const MAX_GROUP: usize = 512;
 /// Called after every successful commit with the new database size; Time Travel hooks in
 /// here.
 pub(crate) type CommitObserver = Box<dyn FnMut(&Connection) + Send>;
+
+/// Work run on the writer's connection outside any transaction.
+pub(crate) type MaintenanceFn = Box<dyn FnOnce(&mut Connection, &Control) + Send>;
 
 pub(crate) enum Job {
     Batch {
@@ -54,9 +56,8 @@ pub(crate) enum Job {
     },
     /// Runs a closure on the writer's connection outside any transaction (maintenance,
     /// Time Travel).
-    Maintenance {
-        run: Box<dyn FnOnce(&mut Connection, &Control) + Send>,
-    },
+    #[allow(dead_code)] // used by Time Travel
+    Maintenance { run: MaintenanceFn },
 }
 
 enum Outcome {
@@ -193,11 +194,11 @@ impl State {
                 self.run_isolated(job);
                 continue;
             }
-            if group.is_empty() {
-                if let Err(e) = self.control_stmt("BEGIN IMMEDIATE") {
-                    reply_err(job, e);
-                    continue;
-                }
+            if group.is_empty()
+                && let Err(e) = self.control_stmt("BEGIN IMMEDIATE")
+            {
+                reply_err(job, e);
+                continue;
             }
             let outcome = self.run_grouped(&job);
             if self.conn.is_autocommit() {
@@ -314,11 +315,34 @@ impl State {
     fn batch(&mut self, stmts: &[D1Statement]) -> D1Result<Vec<D1QueryResult>> {
         let mut out = Vec::with_capacity(stmts.len());
         let ctx = self.ctx();
+        let mut last_size = self.size.load(Ordering::Acquire);
+        // Batches often repeat one statement with different values: check each text once.
+        let mut text_checked: Option<(&str, bool, statement::Checked<'_>)> = None;
         for s in stmts {
-            let checked = statement::check(s, &self.limits)?;
-            match statement::run(&ctx, s, &checked, false, None)? {
+            statement::check_values(s, &self.limits)?;
+            let has_params = !s.params().is_empty();
+            let reuse =
+                matches!(&text_checked, Some((sql, p, _)) if *sql == s.sql() && *p == has_params);
+            if !reuse {
+                let c = statement::check_text(s.sql(), has_params, &self.limits)?;
+                text_checked = Some((s.sql(), has_params, c));
+            }
+            let Some((_, _, checked)) = text_checked.as_ref() else {
+                continue;
+            };
+            match statement::run(&ctx, s, checked, false, Some(last_size), true)? {
                 ReadOutcome::Done(r) => out.push(r),
                 ReadOutcome::NeedsWriter => unreachable!("the writer runs everything"),
+            }
+        }
+        // One size measurement per job: every statement that wrote reports the size after the
+        // job's last statement.
+        if out.iter().any(|r| r.meta.size_after == 0) {
+            last_size = statement::db_size(&ctx)?;
+            for r in &mut out {
+                if r.meta.size_after == 0 {
+                    r.meta.size_after = last_size;
+                }
             }
         }
         Ok(out)
@@ -332,7 +356,7 @@ impl State {
         }
         let checked = statement::check_pieces(pieces, false)?;
         let stmt = D1Statement::new(line);
-        match statement::run(&self.ctx(), &stmt, &checked, false, None)? {
+        match statement::run(&self.ctx(), &stmt, &checked, false, None, false)? {
             ReadOutcome::Done(r) => Ok(r.meta),
             ReadOutcome::NeedsWriter => unreachable!("the writer runs everything"),
         }
@@ -585,12 +609,3 @@ fn reply_err(job: Job, e: D1Error) {
         Job::Maintenance { .. } => {}
     }
 }
-
-/// Milliseconds since `start`, as D1 reports durations.
-#[allow(dead_code)]
-pub(crate) fn ms_since(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1000.0
-}
-
-#[allow(unused_imports)]
-use guard as _;
