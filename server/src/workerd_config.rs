@@ -57,7 +57,7 @@ pub enum ConfigError {
     NoMain,
     /// The main module is not JavaScript.
     #[error(
-        "main module {0} is not JavaScript (.js or .mjs); build the Worker first and point `main` (or --main) at the output"
+        "main module {0} is not JavaScript (.js or .mjs); build the Worker first (for example `npx wrangler deploy --dry-run --outdir dist`) and pass the output with --main"
     )]
     NotJavaScript(PathBuf),
     /// A file cannot be read or written.
