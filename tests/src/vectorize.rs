@@ -246,6 +246,11 @@ async fn filtered(ix: &Arc<dyn VectorIndex>, filter: Value) -> Result<Vec<String
     Ok(ids)
 }
 
+/// Whether `a` is within `tol` of `b`.
+fn close(a: f32, b: f32, tol: f32) -> bool {
+    (a - b).abs() < tol
+}
+
 fn strs(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -446,7 +451,7 @@ pub async fn upsert_replaces_values_namespace_and_metadata_whole(
     let m = ix.query(&[1.0, 1.0], q(5)).await?;
     ensure_eq!(m.count, 1);
     ensure!(
-        (m.matches[0].score - 32f32.sqrt()).abs() < 1e-4,
+        close(m.matches[0].score, 32f32.sqrt(), 1e-4),
         "score {}",
         m.matches[0].score
     );
@@ -545,7 +550,7 @@ pub async fn cosine_scores_are_similarities_highest_first(f: &dyn VectorizeFacto
     for ((id, score), (wid, wscore)) in got.iter().zip(want) {
         ensure_eq!(id.as_str(), wid);
         ensure!(
-            (score - wscore).abs() < 1e-5,
+            close(*score, wscore, 1e-5),
             "{id}: score {score}, want {wscore}"
         );
     }
@@ -569,7 +574,7 @@ pub async fn euclidean_scores_are_distances_lowest_first(f: &dyn VectorizeFactor
         vec!["zero", "one", "far"]
     );
     for ((_, score), want) in got.iter().zip([0.0, 1.0, 5.0]) {
-        ensure!((score - want).abs() < 1e-5, "score {score}, want {want}");
+        ensure!(close(*score, want, 1e-5), "score {score}, want {want}");
     }
     Ok(())
 }
@@ -593,7 +598,7 @@ pub async fn dot_product_scores_are_negative_dot_products_lowest_first(
         vec!["big", "small", "neg"]
     );
     for ((_, score), want) in got.iter().zip([-20.0, -2.0, 10.0]) {
-        ensure!((score - want).abs() < 1e-4, "score {score}, want {want}");
+        ensure!(close(*score, want, 1e-4), "score {score}, want {want}");
     }
     Ok(())
 }
@@ -883,7 +888,7 @@ pub async fn query_by_id_searches_with_the_stored_vector(f: &dyn VectorizeFactor
     let ids: Vec<&str> = r.matches.iter().map(|m| m.id.as_str()).collect();
     ensure_eq!(ids, vec!["b", "c"]);
     ensure!(
-        r.matches[0].score.abs() < 1e-6,
+        close(r.matches[0].score, 0.0, 1e-6),
         "self distance {}",
         r.matches[0].score
     );

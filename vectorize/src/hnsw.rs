@@ -226,10 +226,10 @@ impl Graph {
                 return None;
             }
         }
-        if let Some((e, _)) = unpack(p.entry) {
-            if e >= max_id {
-                return None;
-            }
+        if let Some((e, _)) = unpack(p.entry)
+            && e >= max_id
+        {
+            return None;
         }
         g.vectors = p.vectors;
         if angular {
@@ -440,6 +440,8 @@ impl Graph {
 
     /// Best-first search of one layer from `start`; leaves up to `ef` admitted nodes in
     /// `s.top`.
+    // Hot-path values, passed as they are rather than bundled per call.
+    #[allow(clippy::too_many_arguments)]
     fn search_layer<F: Fn(u32) -> bool>(
         &self,
         t: &Target<'_>,

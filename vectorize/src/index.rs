@@ -801,10 +801,10 @@ impl Inner {
                         let m = r.metadata.as_ref()?;
                         let mut out = Metadata::new();
                         for (p, ty, created) in &metas {
-                            if r.seq > *created {
-                                if let Some(key) = indexed_value(m, p, *ty, max_str) {
-                                    place(&mut out, p, key.to_json());
-                                }
+                            if r.seq > *created
+                                && let Some(key) = indexed_value(m, p, *ty, max_str)
+                            {
+                                place(&mut out, p, key.to_json());
                             }
                         }
                         (!out.is_empty()).then_some(out)

@@ -142,11 +142,10 @@ impl State {
         self.ns_live[ns as usize] += 1;
         if let Some(meta) = &rec.metadata {
             for ix in &mut self.meta {
-                if ix.covers(rec.seq) {
-                    if let Some(k) = indexed_value(meta, &ix.property, ix.ty, self.max_indexed_str)
-                    {
-                        ix.postings.entry(k).or_default().push(node);
-                    }
+                if ix.covers(rec.seq)
+                    && let Some(k) = indexed_value(meta, &ix.property, ix.ty, self.max_indexed_str)
+                {
+                    ix.postings.entry(k).or_default().push(node);
                 }
             }
         }

@@ -288,7 +288,7 @@ async fn deleted_vectors_never_surface_and_a_rebuild_keeps_answers_right() -> Re
     // once 30% of the graph is tombstones.
     let doomed: Vec<String> = data
         .iter()
-        .filter(|i| mix(i.id.len() as u64 ^ i.values[0].to_bits() as u64) % 2 == 0)
+        .filter(|i| mix(i.id.len() as u64 ^ i.values[0].to_bits() as u64).is_multiple_of(2))
         .map(|i| i.id.clone())
         .collect();
     let mut deleted: Vec<String> = Vec::new();
