@@ -12,6 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bindery_core::ByteStream;
 use bindery_core::r2::{ChecksumAlgorithm, R2Body, R2Error, R2Result};
@@ -31,6 +32,9 @@ pub(crate) const CHUNK: usize = 1 << 20;
 /// about `DEPTH * CHUNK` per stage.
 const DEPTH: usize = 4;
 
+/// Bytes written between two background flushes of a large body.
+const FLUSH_EVERY: usize = 32 << 20;
+
 /// Bodies given as bytes up to this size are hashed and written in one blocking call.
 const SMALL_BODY: usize = 4 << 20;
 
@@ -38,7 +42,15 @@ const SMALL_BODY: usize = 4 << 20;
 pub(crate) struct BlobDir {
     path: PathBuf,
     pins: Mutex<Pins>,
+    /// Empty blob files whose folder entries are already durable, so that a put writing
+    /// into one needs no fsync of the folder. They are orphans until a row refers to them
+    /// (reclaimed at open like any other).
+    spares: Mutex<Vec<String>>,
+    refilling: AtomicBool,
 }
+
+/// Spare files created per refill (one folder fsync for all of them).
+const SPARES: usize = 32;
 
 #[derive(Default)]
 struct Pins {
@@ -55,12 +67,65 @@ impl BlobDir {
         Ok(Self {
             path: path.to_owned(),
             pins: Mutex::new(Pins::default()),
+            spares: Mutex::new(Vec::new()),
+            refilling: AtomicBool::new(false),
         })
     }
 
     /// A fresh random blob id (128 bits, hex).
     pub fn new_id() -> String {
         hex::encode(rand::random::<[u8; 16]>())
+    }
+
+    /// A new, empty blob file open for writing. The flag tells whether its folder entry is
+    /// already durable; when it is not, the caller syncs the folder after writing.
+    pub fn fresh(self: &Arc<Self>) -> io::Result<(String, File, bool)> {
+        let spare = {
+            let mut spares = self.spares.lock();
+            let spare = spares.pop();
+            if spares.len() < SPARES / 2 && !self.refilling.swap(true, Ordering::AcqRel) {
+                let dir = Arc::clone(self);
+                let spawned = std::thread::Builder::new()
+                    .name("bindery-r2-spares".into())
+                    .spawn(move || {
+                        if let Err(e) = dir.refill() {
+                            tracing::warn!(error = %e, "could not create spare blob files");
+                        }
+                        dir.refilling.store(false, Ordering::Release);
+                    });
+                if spawned.is_err() {
+                    self.refilling.store(false, Ordering::Release);
+                }
+            }
+            spare
+        };
+        if let Some(id) = spare {
+            match OpenOptions::new().write(true).open(self.path_of(&id)) {
+                Ok(file) => return Ok((id, file, true)),
+                Err(e) => tracing::warn!(error = %e, "a spare blob file vanished"),
+            }
+        }
+        let id = Self::new_id();
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.path_of(&id))?;
+        Ok((id, file, false))
+    }
+
+    fn refill(&self) -> io::Result<()> {
+        let mut made = Vec::with_capacity(SPARES);
+        for _ in 0..SPARES {
+            let id = Self::new_id();
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.path_of(&id))?;
+            made.push(id);
+        }
+        self.sync()?;
+        self.spares.lock().extend(made);
+        Ok(())
     }
 
     /// The file of blob `id`.
@@ -122,9 +187,37 @@ impl BlobDir {
         Ok(removed)
     }
 
-    /// Number of files in the folder (for tests and stats).
+    /// Waits (up to 10 s) for a refill of spares in flight to finish.
+    pub fn settle(&self) {
+        for _ in 0..10_000 {
+            if !self.refilling.load(Ordering::Acquire) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Number of blob files in the folder, spares excluded (for tests and stats).
     pub fn count(&self) -> io::Result<usize> {
-        Ok(std::fs::read_dir(&self.path)?.count())
+        // A refill in flight creates files before listing them as spares.
+        self.settle();
+        let spares: HashSet<String> = self.spares.lock().iter().cloned().collect();
+        let mut n = 0;
+        for entry in std::fs::read_dir(&self.path)? {
+            if !spares.contains(entry?.file_name().to_string_lossy().as_ref()) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Drop for BlobDir {
+    /// A clean close removes the spare files, so that only a crash leaves files to reclaim.
+    fn drop(&mut self) {
+        for id in self.spares.get_mut().drain(..) {
+            unlink(&self.path.join(id));
+        }
     }
 }
 
@@ -250,28 +343,14 @@ pub(crate) async fn write_body(
             return run_blocking(move || write_small(&dir, &bytes, extra)).await;
         }
     }
-    let id = BlobDir::new_id();
-    let path = dir.path_of(&id);
-    let file = {
-        let path = path.clone();
-        run_blocking(move || {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .during("creating a blob")
-        })
-        .await?
+    let (id, file, entry_durable) = {
+        let dir = Arc::clone(dir);
+        run_blocking(move || dir.fresh().during("creating a blob")).await?
     };
+    let path = dir.path_of(&id);
     let (wtx, mut wrx) = mpsc::channel::<Bytes>(DEPTH);
     let (htx, mut hrx) = mpsc::channel::<Bytes>(DEPTH);
-    let writer = tokio::task::spawn_blocking(move || -> io::Result<()> {
-        let mut file = file;
-        while let Some(chunk) = wrx.blocking_recv() {
-            file.write_all(&chunk)?;
-        }
-        file.sync_all()
-    });
+    let writer = tokio::task::spawn_blocking(move || write_and_flush(file, &mut wrx));
     let hasher = tokio::task::spawn_blocking(move || {
         let mut hashes = Hashes::new(extra);
         while let Some(chunk) = hrx.blocking_recv() {
@@ -328,8 +407,10 @@ pub(crate) async fn write_body(
         .await;
         return Err(err);
     }
-    let sync_dir = Arc::clone(dir);
-    run_blocking(move || sync_dir.sync().during("syncing the blob folder")).await?;
+    if !entry_durable {
+        let sync_dir = Arc::clone(dir);
+        run_blocking(move || sync_dir.sync().during("syncing the blob folder")).await?;
+    }
     Ok(Written {
         id,
         size,
@@ -338,23 +419,63 @@ pub(crate) async fn write_body(
     })
 }
 
-fn write_small(dir: &BlobDir, bytes: &[u8], extra: Option<ChecksumAlgorithm>) -> R2Result<Written> {
+/// Writes every chunk received, then makes the file durable. While it writes, a helper
+/// thread flushes what has been written so far every [`FLUSH_EVERY`] bytes, so that the disk
+/// works in parallel with hashing instead of receiving the whole body at the final fsync;
+/// the writer itself never waits for the disk until the end.
+fn write_and_flush(mut file: File, rx: &mut mpsc::Receiver<Bytes>) -> io::Result<()> {
+    let flusher_file = file.try_clone()?;
+    let (tick, ticks) = std::sync::mpsc::channel::<()>();
+    let flusher = std::thread::Builder::new()
+        .name("bindery-r2-flush".into())
+        .spawn(move || -> io::Result<()> {
+            while ticks.recv().is_ok() {
+                while ticks.try_recv().is_ok() {}
+                flusher_file.sync_data()?;
+            }
+            Ok(())
+        })?;
+    let mut unflushed = 0usize;
+    let mut result = Ok(());
+    while let Some(chunk) = rx.blocking_recv() {
+        if let Err(e) = file.write_all(&chunk) {
+            result = Err(e);
+            break;
+        }
+        unflushed += chunk.len();
+        if unflushed >= FLUSH_EVERY {
+            unflushed = 0;
+            let _ = tick.send(());
+        }
+    }
+    drop(tick);
+    let flushed = flusher
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the flush thread panicked")));
+    result?;
+    flushed?;
+    file.sync_all()
+}
+
+fn write_small(
+    dir: &Arc<BlobDir>,
+    bytes: &[u8],
+    extra: Option<ChecksumAlgorithm>,
+) -> R2Result<Written> {
     let mut hashes = Hashes::new(extra);
     hashes.update(bytes);
     let (md5, extra) = hashes.finish();
-    let id = BlobDir::new_id();
-    let path = dir.path_of(&id);
+    let (id, mut file, entry_durable) = dir.fresh().during("creating a blob")?;
     let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        dir.sync()
+        if !entry_durable {
+            dir.sync()?;
+        }
+        Ok::<_, io::Error>(())
     })();
     if let Err(e) = result {
-        unlink(&path);
+        unlink(&dir.path_of(&id));
         return Err(R2Error::engine("writing a blob", e));
     }
     Ok(Written {

@@ -161,10 +161,13 @@ pub(crate) struct Inner {
 }
 
 impl Drop for Inner {
+    /// Stops the background tasks and lets a refill of spare blob files finish, so that the
+    /// spares are removed with the blob folder handle and a clean close leaves no orphans.
     fn drop(&mut self) {
         for task in self.tasks.lock().drain(..) {
             task.abort();
         }
+        self.blobs.settle();
     }
 }
 

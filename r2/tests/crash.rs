@@ -351,7 +351,7 @@ fn objects_are_whole_or_absent_after_sigkill_and_orphans_are_reclaimed() {
     assert!(reclaimed > 0, "no kill ever interrupted a blob write");
     eprintln!(
         "r2 crash test: {ITERATIONS} SIGKILLs ({kills_while_writing} after acknowledged writes), \
-         {total_acked} acknowledged objects all whole, {reclaimed} orphaned blobs reclaimed"
+         {total_acked} acknowledged objects all whole, {reclaimed} orphaned or spare blob files reclaimed"
     );
 }
 
