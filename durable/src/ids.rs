@@ -45,7 +45,7 @@ impl IdMaker {
         DurableObjectId::from_parts(bytes, name)
     }
 
-    pub(crate) fn from_name(&self, name: &str) -> DurableObjectId {
+    pub(crate) fn named(&self, name: &str) -> DurableObjectId {
         let mut h = Sha256::new();
         h.update(self.key);
         h.update(b"name\0");
@@ -121,9 +121,9 @@ mod tests {
     fn names_are_deterministic_and_namespaced() {
         let a = IdMaker::new("a");
         let b = IdMaker::new("b");
-        assert_eq!(a.from_name("x"), a.from_name("x"));
-        assert_ne!(a.from_name("x"), b.from_name("x"));
-        let id = a.from_name("x");
+        assert_eq!(a.named("x"), a.named("x"));
+        assert_ne!(a.named("x"), b.named("x"));
+        let id = a.named("x");
         assert_eq!(a.parse(&id.to_hex()).unwrap(), id);
         assert!(b.parse(&id.to_hex()).is_err());
         assert!(a.parse(&id.to_hex().to_uppercase()).is_err());

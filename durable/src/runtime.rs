@@ -54,6 +54,9 @@ impl std::hash::Hasher for IdHasher {
 
 type IdMap<V> = HashMap<[u8; 32], V, std::hash::BuildHasherDefault<IdHasher>>;
 
+/// The ids of the objects on a call path, outermost first.
+type Chain = Arc<Vec<[u8; 32]>>;
+
 tokio::task_local! {
     static CURRENT: Current;
 }
@@ -407,7 +410,7 @@ impl<O: DurableObject> Namespace<O> {
 #[async_trait]
 impl<O: DurableObject> DurableNamespace<O> for Namespace<O> {
     fn id_from_name(&self, name: &str) -> DurableObjectId {
-        self.inner.ids.from_name(name)
+        self.inner.ids.named(name)
     }
 
     fn new_unique_id(&self) -> DurableObjectId {
@@ -625,7 +628,7 @@ impl<O: DurableObject> NsInner<O> {
         self.drained.notify_waiters();
     }
 
-    fn caller() -> (Option<Arc<Vec<[u8; 32]>>>, Option<Arc<ObjectStorage>>) {
+    fn caller() -> (Option<Chain>, Option<Arc<ObjectStorage>>) {
         CURRENT
             .try_with(|c| (Some(Arc::clone(&c.chain)), Some(Arc::clone(&c.storage))))
             .unwrap_or((None, None))

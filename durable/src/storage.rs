@@ -680,7 +680,7 @@ impl ObjectStorage {
                         stmt.raw_bind_parameter(i + 1, v)?;
                     }
                 }
-                columns = stmt.column_names().into_iter().map(str::to_owned).collect();
+                columns = stmt.column_names().map(str::to_owned).collect();
                 let ncol = columns.len();
                 rows.clear();
                 let before = conn.total_changes();
