@@ -264,6 +264,31 @@ impl Catalog {
         }
     }
 
+    /// Beyond D1: restores the state of `source` at `target` into a new database named
+    /// `name`, leaving `source` untouched (Time Travel's fork).
+    ///
+    /// # Errors
+    ///
+    /// [`D1Error::AlreadyExists`] if `name` exists, [`D1Error::NotFound`] if `source` does
+    /// not, [`D1Error::BookmarkNotFound`] for a target outside the window.
+    pub async fn fork(
+        &self,
+        source: &str,
+        target: bindery_core::d1::D1RestoreTarget,
+        name: &str,
+    ) -> D1Result<Database> {
+        validate_name(name)?;
+        let src = self.resolve(source).await?;
+        let path = self.path_of(name);
+        if path.exists() {
+            return Err(D1Error::AlreadyExists {
+                name: name.to_owned(),
+            });
+        }
+        src.fork_to(target, &path).await?;
+        self.resolve(name).await
+    }
+
     /// A lazy handle to the database named `name` (it must exist when used).
     pub fn handle(&self, name: &str) -> D1Result<CatalogDatabase> {
         validate_name(name)?;
@@ -331,6 +356,13 @@ impl D1Catalog for Catalog {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(D1Error::engine("deleting a database", e)),
                 }
+            }
+            let mut history = path.clone().into_os_string();
+            history.push(".history");
+            match std::fs::remove_dir_all(&history) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(D1Error::engine("deleting a database's history", e)),
             }
             sync_dir(&root)
         })

@@ -7,17 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use async_trait::async_trait;
 use bindery_core::d1::{
     D1Database, D1Error, D1ExecResult, D1ExportOptions, D1ImportResult, D1Limits, D1QueryOptions,
-    D1QueryResult, D1Response, D1Result, D1Statement,
+    D1QueryResult, D1Response, D1RestoreResult, D1RestoreTarget, D1Result, D1Statement,
 };
 use bindery_core::{ByteStream, SharedClock, SystemClock};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use parking_lot::RwLock;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::export;
 use crate::guard::{self, Control, Durability, Role, StopReason};
 use crate::readers::{Reader, Readers};
 use crate::statement::{self, Ctx, ReadOutcome};
+use crate::time_travel::{Cadence, TimeTravel};
 use crate::writer::{Job, Writer};
 
 /// Progress callbacks (of 1000 virtual-machine steps each) a read may use on the caller's
@@ -41,6 +43,8 @@ pub struct D1Builder {
     pub(crate) durability: Durability,
     pub(crate) readers: usize,
     pub(crate) inline_reads: bool,
+    pub(crate) time_travel: bool,
+    pub(crate) cadence: Cadence,
 }
 
 impl Default for D1Builder {
@@ -51,6 +55,8 @@ impl Default for D1Builder {
             durability: Durability::PowerLoss,
             readers: 4,
             inline_reads: true,
+            time_travel: true,
+            cadence: Cadence::default(),
         }
     }
 }
@@ -62,6 +68,8 @@ impl std::fmt::Debug for D1Builder {
             .field("durability", &self.durability)
             .field("readers", &self.readers)
             .field("inline_reads", &self.inline_reads)
+            .field("time_travel", &self.time_travel)
+            .field("cadence", &self.cadence)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +107,28 @@ impl D1Builder {
         self
     }
 
+    /// Whether every commit is archived for Time Travel (bookmarks, restore, fork) for the
+    /// window in [`D1Limits::time_travel_retention_secs`]. Default: `true`, as on D1.
+    pub fn time_travel(mut self, on: bool) -> Self {
+        self.time_travel = on;
+        self
+    }
+
+    /// WAL size at which Time Travel makes its archive durable and checkpoints the WAL into
+    /// the database file. Default: 4 MiB.
+    pub fn checkpoint_wal_bytes(mut self, bytes: u64) -> Self {
+        self.cadence.checkpoint_wal_bytes = bytes.max(1);
+        self
+    }
+
+    /// Archive growth between two Time Travel base snapshots (a snapshot is also never
+    /// taken before the archive grew by the database's size). Smaller values make restores
+    /// replay less and cost more disk. Default: 64 MiB.
+    pub fn snapshot_every_bytes(mut self, bytes: u64) -> Self {
+        self.cadence.snapshot_bytes = bytes;
+        self
+    }
+
     /// Opens (creating if needed) the database stored in the SQLite file at `path`.
     ///
     /// # Errors
@@ -123,8 +153,12 @@ pub(crate) struct Inner {
     pub readers: Readers,
     pub inline_reads: bool,
     pub deleted: AtomicBool,
-    #[allow(dead_code)]
+    #[allow(dead_code)] // read by the replicas
     pub clock: SharedClock,
+    pub durability: Durability,
+    pub time_travel: Option<Arc<TimeTravel>>,
+    /// Held shared by every read; a restore holds it exclusively while it swaps the file.
+    pub swap: Arc<RwLock<()>>,
 }
 
 /// One D1 database: a SQLite file in WAL mode, one writer thread with group commit, and a
@@ -160,11 +194,41 @@ impl Database {
 
     pub(crate) fn open_blocking(b: D1Builder, path: PathBuf, name: String) -> D1Result<Database> {
         let control = Arc::new(Control::new());
-        let conn = guard::open(&path, Role::Writer, &b.limits, b.durability, &control)
-            .map_err(|e| D1Error::engine("opening the database", e))?;
+        if b.time_travel {
+            TimeTravel::recover(&path)
+                .map_err(|e| D1Error::engine("finishing an interrupted restore", e))?;
+        }
+        let conn = guard::open(
+            &path,
+            Role::Writer,
+            &b.limits,
+            b.durability,
+            &control,
+            b.time_travel,
+        )
+        .map_err(|e| D1Error::engine("opening the database", e))?;
+        let time_travel = if b.time_travel {
+            Some(control.internal(|| {
+                TimeTravel::open(
+                    &path,
+                    &conn,
+                    Arc::clone(&b.clock),
+                    b.limits.time_travel_retention_secs,
+                    b.cadence,
+                )
+            })?)
+        } else {
+            None
+        };
         let served_by = format!("bindery-d1:{name}");
-        let writer = Writer::start(conn, control, b.limits.clone(), served_by.clone(), None)?;
-        let readers = Readers::new(path.clone(), b.limits.clone(), b.readers);
+        let writer = Writer::start(
+            conn,
+            control,
+            b.limits.clone(),
+            served_by.clone(),
+            time_travel.clone(),
+        )?;
+        let readers = Readers::new(path.clone(), b.limits.clone(), b.readers, b.time_travel);
         Ok(Database {
             inner: Arc::new(Inner {
                 name,
@@ -176,6 +240,9 @@ impl Database {
                 inline_reads: b.inline_reads,
                 deleted: AtomicBool::new(false),
                 clock: b.clock,
+                durability: b.durability,
+                time_travel,
+                swap: Arc::new(RwLock::new(())),
             }),
         })
     }
@@ -247,6 +314,7 @@ impl Database {
         let inner = Arc::clone(&self.inner);
         let stmt = stmt.clone();
         run_blocking(move || {
+            let _shared = inner.swap.read();
             let reader = inner.readers.take()?;
             let r = Self::read_on(&inner, &reader, &stmt, -1);
             inner.readers.put(reader);
@@ -256,6 +324,55 @@ impl Database {
             }
         })
         .await
+    }
+
+    fn tt(&self) -> D1Result<&Arc<TimeTravel>> {
+        self.inner.time_travel.as_ref().ok_or(D1Error::Unsupported {
+            what: "Time Travel (it is off for this database)",
+        })
+    }
+
+    /// Writes the state at `target` into a new database file at `path` (Time Travel's
+    /// fork: the database itself is left untouched).
+    ///
+    /// # Errors
+    ///
+    /// [`D1Error::BookmarkNotFound`] for a target outside the archive or the window.
+    pub async fn fork_to(&self, target: D1RestoreTarget, path: impl AsRef<Path>) -> D1Result<()> {
+        self.check_live()?;
+        let tt = Arc::clone(self.tt()?);
+        let path = path.as_ref().to_owned();
+        run_blocking(move || {
+            if path.exists() {
+                return Err(D1Error::AlreadyExists {
+                    name: path.display().to_string(),
+                });
+            }
+            let mut tmp = path.clone().into_os_string();
+            tmp.push(".fork.tmp");
+            let tmp = std::path::PathBuf::from(tmp);
+            tt.materialize(&target, &tmp)?;
+            std::fs::rename(&tmp, &path).map_err(|e| D1Error::engine("installing a fork", e))
+        })
+        .await
+    }
+
+    /// Removes archive and snapshots older than the Time Travel window; returns bytes freed.
+    ///
+    /// # Errors
+    ///
+    /// [`D1Error::Engine`] if files cannot be removed.
+    pub async fn prune_history(&self) -> D1Result<u64> {
+        let tt = Arc::clone(self.tt()?);
+        run_blocking(move || tt.prune()).await
+    }
+
+    /// Bytes the Time Travel archive occupies on disk (0 with Time Travel off).
+    pub async fn history_bytes(&self) -> u64 {
+        match self.inner.time_travel.clone() {
+            Some(tt) => run_blocking(move || Ok(tt.disk_bytes())).await.unwrap_or(0),
+            None => 0,
+        }
     }
 
     /// Runs the statements (one transaction).
@@ -312,6 +429,7 @@ impl D1Database for Database {
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            let _shared = inner.swap.read();
             let reader = match inner.readers.take() {
                 Ok(r) => r,
                 Err(e) => {
@@ -350,5 +468,36 @@ impl D1Database for Database {
     async fn size(&self) -> D1Result<u64> {
         self.check_live()?;
         Ok(self.inner.writer.size.load(Ordering::Acquire))
+    }
+
+    async fn bookmark(&self) -> D1Result<String> {
+        self.check_live()?;
+        Ok(self.tt()?.bookmark())
+    }
+
+    async fn bookmark_at(&self, timestamp_ms: u64) -> D1Result<String> {
+        self.check_live()?;
+        self.tt()?.bookmark_at(timestamp_ms)
+    }
+
+    async fn restore(&self, target: D1RestoreTarget) -> D1Result<D1RestoreResult> {
+        self.check_live()?;
+        let tt = Arc::clone(self.tt()?);
+        let inner = Arc::clone(&self.inner);
+        let (reply, rx) = oneshot::channel();
+        let run: crate::writer::MaintenanceFn = Box::new(move |conn, control| {
+            let r = tt.restore(
+                conn,
+                control,
+                &inner.limits,
+                inner.durability,
+                &inner.readers,
+                &inner.swap,
+                &target,
+            );
+            let _ = reply.send(r);
+        });
+        self.inner.writer.send(Job::Maintenance { run })?;
+        rx.await.map_err(|_| D1Error::Closed)?
     }
 }

@@ -104,7 +104,6 @@ impl Control {
     }
 
     /// Stops whatever runs on the connection with [`StopReason::Restoring`] until cleared.
-    #[allow(dead_code)] // used by Time Travel
     pub fn set_cancel(&self, on: bool) {
         self.cancel.store(on, Ordering::SeqCst);
     }
@@ -250,6 +249,7 @@ pub(crate) fn open(
     limits: &D1Limits,
     durability: Durability,
     control: &std::sync::Arc<Control>,
+    manual_checkpoints: bool,
 ) -> rusqlite::Result<Connection> {
     let flags = match role {
         Role::Writer => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
@@ -278,6 +278,14 @@ pub(crate) fn open(
             let pages = (limits.max_database_bytes / page_size.max(1)).max(1);
             conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
         }
+    }
+    if manual_checkpoints {
+        // Time Travel archives the WAL before any checkpoint: SQLite must never checkpoint
+        // on its own, not even when the last connection closes.
+        if role == Role::Writer {
+            conn.query_row("PRAGMA wal_autocheckpoint = 0", [], |_| Ok(()))?;
+        }
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     }
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;")?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;

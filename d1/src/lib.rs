@@ -49,6 +49,7 @@
 //! # Ok(()) }
 //! ```
 
+mod archive;
 mod catalog;
 mod database;
 mod export;
@@ -57,6 +58,8 @@ mod math;
 mod readers;
 mod sql_text;
 mod statement;
+mod time_travel;
+mod wal;
 mod writer;
 
 pub use bindery_core::d1::{D1Error, D1Limits, D1Result};

@@ -22,6 +22,7 @@ struct Slots {
 }
 
 pub(crate) struct Readers {
+    manual_checkpoints: bool,
     path: PathBuf,
     limits: D1Limits,
     max: usize,
@@ -32,8 +33,9 @@ pub(crate) struct Readers {
 }
 
 impl Readers {
-    pub fn new(path: PathBuf, limits: D1Limits, max: usize) -> Self {
+    pub fn new(path: PathBuf, limits: D1Limits, max: usize, manual_checkpoints: bool) -> Self {
         Self {
+            manual_checkpoints,
             path,
             limits,
             max: max.max(1),
@@ -54,6 +56,7 @@ impl Readers {
             &self.limits,
             Durability::PowerLoss,
             &control,
+            self.manual_checkpoints,
         )
         .map_err(|e| D1Error::engine("opening a reader", e))?;
         self.controls.lock().push(Arc::clone(&control));
@@ -101,7 +104,6 @@ impl Readers {
     }
 
     /// Stops (or lets run again) every query running on the readers.
-    #[allow(dead_code)] // used by Time Travel
     pub fn set_cancel(&self, on: bool) {
         for c in self.controls.lock().iter() {
             c.set_cancel(on);
@@ -109,7 +111,6 @@ impl Readers {
     }
 
     /// Closes every idle reader (they reopen on demand).
-    #[allow(dead_code)] // used by Time Travel
     pub fn close_idle(&self) {
         let mut slots = self.slots.lock();
         let n = slots.idle.len();

@@ -30,16 +30,13 @@ use tokio::sync::{mpsc, oneshot};
 use crate::guard::{Control, RESET_PRAGMAS, map_err};
 use crate::sql_text::{self, Scanner, StatementEnd};
 use crate::statement::{self, Ctx, ReadOutcome};
+use crate::time_travel::TimeTravel;
 
 /// Most jobs in one group.
 const MAX_GROUP: usize = 512;
 
-/// Called after every successful commit with the new database size; Time Travel hooks in
-/// here.
-pub(crate) type CommitObserver = Box<dyn FnMut(&Connection) + Send>;
-
 /// Work run on the writer's connection outside any transaction.
-pub(crate) type MaintenanceFn = Box<dyn FnOnce(&mut Connection, &Control) + Send>;
+pub(crate) type MaintenanceFn = Box<dyn FnOnce(&mut Connection, &Arc<Control>) + Send>;
 
 pub(crate) enum Job {
     Batch {
@@ -56,7 +53,6 @@ pub(crate) enum Job {
     },
     /// Runs a closure on the writer's connection outside any transaction (maintenance,
     /// Time Travel).
-    #[allow(dead_code)] // used by Time Travel
     Maintenance { run: MaintenanceFn },
 }
 
@@ -87,7 +83,8 @@ fn contains_pragma(sql: &str) -> bool {
 /// Handle to a writer thread. Dropping it lets the thread finish the jobs it holds and close
 /// the connection.
 pub(crate) struct Writer {
-    tx: Sender<Job>,
+    tx: Option<Sender<Job>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     pub size: Arc<AtomicU64>,
     pub poisoned: Arc<Mutex<Option<String>>>,
 }
@@ -98,7 +95,7 @@ impl Writer {
         control: Arc<Control>,
         limits: D1Limits,
         served_by: String,
-        observer: Option<CommitObserver>,
+        time_travel: Option<Arc<TimeTravel>>,
     ) -> D1Result<Self> {
         let (tx, rx) = crossbeam_channel::unbounded();
         let ctx_size = {
@@ -120,20 +117,41 @@ impl Writer {
             served_by,
             size: Arc::clone(&size),
             poisoned: Arc::clone(&poisoned),
-            observer,
+            time_travel,
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("bindery-d1-writer".into())
             .spawn(move || state.run(rx))
             .map_err(|e| D1Error::engine("starting the writer thread", e))?;
-        Ok(Self { tx, size, poisoned })
+        Ok(Self {
+            tx: Some(tx),
+            thread: Mutex::new(Some(thread)),
+            size,
+            poisoned,
+        })
     }
 
     pub fn send(&self, job: Job) -> D1Result<()> {
         if let Some(reason) = self.poisoned.lock().clone() {
             return Err(D1Error::Poisoned { reason });
         }
-        self.tx.send(job).map_err(|_| D1Error::Closed)
+        self.tx
+            .as_ref()
+            .ok_or(D1Error::Closed)?
+            .send(job)
+            .map_err(|_| D1Error::Closed)
+    }
+}
+
+impl Drop for Writer {
+    /// Closes the queue and waits until the thread has run what it holds and closed the
+    /// database (unless the last handle is dropped on the writer thread itself).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(handle) = self.thread.lock().take()
+            && handle.thread().id() != std::thread::current().id() {
+                let _ = handle.join();
+            }
     }
 }
 
@@ -144,7 +162,7 @@ struct State {
     served_by: String,
     size: Arc<AtomicU64>,
     poisoned: Arc<Mutex<Option<String>>>,
-    observer: Option<CommitObserver>,
+    time_travel: Option<Arc<TimeTravel>>,
 }
 
 impl State {
@@ -176,6 +194,10 @@ impl State {
             }
             self.process(&mut jobs);
         }
+        if let Some(tt) = &self.time_travel
+            && let Err(e) = tt.flush() {
+                tracing::error!(error = %e, "syncing the Time Travel archive at close failed");
+            }
     }
 
     fn poison_reason(&self) -> Option<String> {
@@ -276,9 +298,14 @@ impl State {
         if let Ok(s) = statement::db_size(&self.ctx()) {
             self.size.store(s, Ordering::Release);
         }
-        if let Some(obs) = self.observer.as_mut() {
-            obs(&self.conn);
-        }
+        if let Some(tt) = &self.time_travel
+            && let Err(e) = self.control.internal(|| tt.capture(&self.conn)) {
+                // The commit is durable, but not archived: refuse further writes rather than
+                // let history fall behind.
+                let reason = e.to_string();
+                tracing::error!(error = %reason, "Time Travel archiving failed; the database now refuses writes");
+                *self.poisoned.lock() = Some(reason);
+            }
     }
 
     /// Runs a job inside the open group transaction, in its own savepoint(s).

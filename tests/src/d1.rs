@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use bindery_core::d1::{
     D1Catalog, D1Database, D1DatabaseExt, D1Error, D1ExportOptions, D1Limits, D1QueryOptions,
-    D1ResultsFormat, D1Statement, D1Value,
+    D1RestoreTarget, D1ResultsFormat, D1Statement, D1Value,
 };
-use bindery_core::{ErrorKind, ManualClock, PlatformError};
+use bindery_core::{Clock, ErrorKind, ManualClock, PlatformError};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::json;
@@ -118,6 +118,12 @@ macro_rules! d1_conformance {
                 error_codes_and_kinds_follow_d1,
                 catalog_creates_lists_and_deletes_databases,
                 catalog_rejects_duplicates_unknown_and_invalid_names,
+                bookmarks_sort_in_commit_order,
+                bookmark_at_names_the_last_commit_at_or_before_a_time_and_never_changes,
+                restore_brings_back_the_exact_state_across_schema_changes_blobs_and_large_transactions,
+                restore_can_be_undone_and_history_is_kept,
+                restore_to_a_timestamp_uses_the_last_commit_at_or_before_it,
+                bookmarks_outside_the_window_or_unknown_are_rejected,
             ]
         );
     };
@@ -1245,5 +1251,174 @@ pub async fn catalog_rejects_duplicates_unknown_and_invalid_names(f: &dyn D1Fact
     }
     let e = expect_err(cat.delete("ghost").await, "delete unknown")?;
     ensure_eq!(e.kind(), ErrorKind::NotFound);
+    Ok(())
+}
+
+/// Whether the backend has Time Travel (cases about it pass vacuously when it has not).
+async fn has_time_travel(s: &D1Subject) -> Result<bool, Err> {
+    match s.db.bookmark().await {
+        Ok(_) => Ok(true),
+        Err(D1Error::Unsupported { .. }) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Every commit gets a bookmark that sorts after the previous one; reads do not commit.
+pub async fn bookmarks_sort_in_commit_order(f: &dyn D1Factory) -> TestResult {
+    let s = open(f).await;
+    if !has_time_travel(&s).await? {
+        return Ok(());
+    }
+    let b0 = s.db.bookmark().await?;
+    s.db.exec("CREATE TABLE t (v)").await?;
+    let b1 = s.db.bookmark().await?;
+    s.db.run(&st("INSERT INTO t VALUES (1)")).await?;
+    let b2 = s.db.bookmark().await?;
+    ensure!(b0 < b1 && b1 < b2, "{b0} < {b1} < {b2}");
+    s.db.all(&st("SELECT * FROM t")).await?;
+    ensure_eq!(s.db.bookmark().await?, b2);
+    Ok(())
+}
+
+/// The bookmark of a timestamp is the last commit at or before it, and asking again (even
+/// after more commits at the same clock reading) gives the same bookmark.
+pub async fn bookmark_at_names_the_last_commit_at_or_before_a_time_and_never_changes(
+    f: &dyn D1Factory,
+) -> TestResult {
+    let s = open(f).await;
+    if !has_time_travel(&s).await? {
+        return Ok(());
+    }
+    s.db.exec("CREATE TABLE t (v)").await?;
+    let t0 = s.clock.now_ms();
+    let after_first = s.db.bookmark().await?;
+    s.clock.advance_secs(10);
+    s.db.run(&st("INSERT INTO t VALUES (1)")).await?;
+    let after_second = s.db.bookmark().await?;
+    ensure_eq!(s.db.bookmark_at(t0 + 5_000).await?, after_first.clone());
+    ensure_eq!(s.db.bookmark_at(t0 + 5_000).await?, after_first);
+    let now = s.clock.now_ms();
+    ensure_eq!(s.db.bookmark_at(now).await?, after_second.clone());
+    s.db.run(&st("INSERT INTO t VALUES (2)")).await?;
+    ensure_eq!(s.db.bookmark_at(now).await?, after_second);
+    Ok(())
+}
+
+async fn snapshot_of(db: &dyn D1Database) -> Result<String, Err> {
+    export_text(db).await
+}
+
+/// Restoring to a bookmark brings back exactly that state, across CREATE, ALTER and DROP,
+/// blobs and a transaction of thousands of rows; it returns the bookmark before the restore.
+pub async fn restore_brings_back_the_exact_state_across_schema_changes_blobs_and_large_transactions(
+    f: &dyn D1Factory,
+) -> TestResult {
+    let s = open(f).await;
+    if !has_time_travel(&s).await? {
+        return Ok(());
+    }
+    s.db.exec("CREATE TABLE keep (id INTEGER PRIMARY KEY, pic BLOB)\nCREATE TABLE gone (v TEXT)\nINSERT INTO gone VALUES ('bye')")
+        .await?;
+    s.db.run(&st("INSERT INTO keep (pic) VALUES (?)").bind([D1Value::Blob(vec![9; 300_000])]))
+        .await?;
+    s.clock.advance_secs(60);
+    let target = s.db.bookmark().await?;
+    let expected = snapshot_of(&*s.db).await?;
+    s.clock.advance_secs(60);
+    s.db.exec("ALTER TABLE keep ADD COLUMN note TEXT\nDROP TABLE gone\nCREATE INDEX keep_note ON keep(note)")
+        .await?;
+    s.db.run(&st(
+        "INSERT INTO keep (pic, note) SELECT randomblob(1000), 'bulk' FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) SELECT x FROM c)",
+    ))
+    .await?;
+    let before = s.db.bookmark().await?;
+    let r = s.db.restore(D1RestoreTarget::Bookmark(target)).await?;
+    ensure_eq!(r.previous_bookmark, before);
+    ensure!(r.bookmark > before, "the restore is a new commit");
+    ensure_eq!(snapshot_of(&*s.db).await?, expected);
+    let check =
+        s.db.first_column(&st("PRAGMA integrity_check"), "integrity_check")
+            .await?;
+    ensure_eq!(check, Some(D1Value::from("ok")));
+    s.db.run(&st("INSERT INTO gone VALUES ('back')")).await?;
+    ensure_eq!(count(&s, "gone").await?, 2);
+    Ok(())
+}
+
+/// A restore can be undone with the bookmark it returned, and redone: history is kept.
+pub async fn restore_can_be_undone_and_history_is_kept(f: &dyn D1Factory) -> TestResult {
+    let s = open(f).await;
+    if !has_time_travel(&s).await? {
+        return Ok(());
+    }
+    s.db.exec("CREATE TABLE t (v)\nINSERT INTO t VALUES (1)")
+        .await?;
+    let one = s.db.bookmark().await?;
+    s.db.run(&st("INSERT INTO t VALUES (2)")).await?;
+    let two = snapshot_of(&*s.db).await?;
+    let r = s.db.restore(D1RestoreTarget::Bookmark(one.clone())).await?;
+    ensure_eq!(count(&s, "t").await?, 1);
+    let undo =
+        s.db.restore(D1RestoreTarget::Bookmark(r.previous_bookmark.clone()))
+            .await?;
+    ensure_eq!(snapshot_of(&*s.db).await?, two);
+    ensure_eq!(undo.previous_bookmark, r.bookmark);
+    s.db.restore(D1RestoreTarget::Bookmark(one)).await?;
+    ensure_eq!(count(&s, "t").await?, 1);
+    s.db.restore(D1RestoreTarget::Bookmark(r.bookmark)).await?;
+    ensure_eq!(count(&s, "t").await?, 1);
+    Ok(())
+}
+
+/// A timestamp restores the last commit at or before it.
+pub async fn restore_to_a_timestamp_uses_the_last_commit_at_or_before_it(
+    f: &dyn D1Factory,
+) -> TestResult {
+    let s = open(f).await;
+    if !has_time_travel(&s).await? {
+        return Ok(());
+    }
+    s.db.exec("CREATE TABLE t (v)").await?;
+    let mut times = Vec::new();
+    for i in 0..5i64 {
+        s.clock.advance_secs(60);
+        s.db.run(&st("INSERT INTO t VALUES (?)").bind([i])).await?;
+        times.push(s.clock.now_ms());
+    }
+    s.clock.advance_secs(60);
+    s.db.restore(D1RestoreTarget::TimestampMs(times[2] + 30_000))
+        .await?;
+    ensure_eq!(count(&s, "t").await?, 3);
+    s.db.restore(D1RestoreTarget::TimestampMs(times[0])).await?;
+    ensure_eq!(count(&s, "t").await?, 1);
+    Ok(())
+}
+
+/// Bookmarks older than the window, malformed or unknown are rejected, and the database is
+/// left as it was.
+pub async fn bookmarks_outside_the_window_or_unknown_are_rejected(f: &dyn D1Factory) -> TestResult {
+    let s = open(f).await;
+    if !has_time_travel(&s).await? {
+        return Ok(());
+    }
+    s.db.exec("CREATE TABLE t (v)\nINSERT INTO t VALUES (1)")
+        .await?;
+    let old = s.db.bookmark().await?;
+    let old_ts = s.clock.now_ms();
+    s.clock.advance_secs(31 * 24 * 3600);
+    s.db.run(&st("INSERT INTO t VALUES (2)")).await?;
+    for target in [
+        D1RestoreTarget::Bookmark(old),
+        D1RestoreTarget::TimestampMs(old_ts),
+        D1RestoreTarget::Bookmark("not-a-bookmark".into()),
+        D1RestoreTarget::Bookmark("00000000000fffff-000000000001".into()),
+    ] {
+        let e = expect_err(s.db.restore(target.clone()).await, "bad target")?;
+        ensure!(
+            matches!(e, D1Error::BookmarkNotFound { .. }),
+            "{target:?}: got {e}"
+        );
+    }
+    ensure_eq!(count(&s, "t").await?, 2);
     Ok(())
 }
