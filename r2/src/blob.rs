@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bindery_core::ByteStream;
 use bindery_core::r2::{ChecksumAlgorithm, R2Body, R2Error, R2Result};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use parking_lot::Mutex;
@@ -31,6 +31,9 @@ pub(crate) const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the stages of a put or a get. Memory per stream is bounded by
 /// about `DEPTH * CHUNK` per stage.
 const DEPTH: usize = 4;
+
+/// Size of the buffer read chunks are cut from: room for the chunks in flight plus two.
+const READ_POOL: usize = (DEPTH + 2) * CHUNK;
 
 /// Bytes written between two background flushes of a large body.
 const FLUSH_EVERY: usize = 32 << 20;
@@ -525,6 +528,7 @@ fn pump(
     tx: &mpsc::Sender<io::Result<Bytes>>,
 ) -> io::Result<()> {
     let end = offset + length;
+    let mut pool = BytesMut::with_capacity(READ_POOL);
     for seg in segments {
         let seg_end = seg.start + seg.size;
         if seg_end <= offset || seg.start >= end {
@@ -539,10 +543,15 @@ fn pump(
         let mut left = to - from;
         while left > 0 {
             let n = (left as usize).min(CHUNK);
-            let mut buf = vec![0u8; n];
-            file.read_exact(&mut buf)?;
+            // Chunks are cut from one buffer; once the consumer has dropped them, `reserve`
+            // takes the whole buffer back instead of allocating (and faulting in) a new one.
+            if pool.capacity() < n {
+                pool.reserve(READ_POOL);
+            }
+            pool.resize(n, 0);
+            file.read_exact(&mut pool[..n])?;
             left -= n as u64;
-            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+            if tx.blocking_send(Ok(pool.split_to(n).freeze())).is_err() {
                 return Ok(());
             }
         }

@@ -106,6 +106,7 @@ impl R2Builder {
             default_class: self.default_storage_class,
             rules: RwLock::new(Vec::new()),
             outbox_wake: Arc::new(Notify::new()),
+            drain_lock: tokio::sync::Mutex::new(()),
             maintenance_interval: self.maintenance_interval,
             closed: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
@@ -154,6 +155,8 @@ pub(crate) struct Inner {
     pub default_class: StorageClass,
     pub rules: RwLock<Vec<NotificationRule>>,
     pub outbox_wake: Arc<Notify>,
+    /// Held while draining the outbox, so that two drains never send the same event.
+    pub drain_lock: tokio::sync::Mutex<()>,
     pub maintenance_interval: Duration,
     pub closed: AtomicBool,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,

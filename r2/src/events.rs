@@ -35,6 +35,7 @@ pub(crate) async fn drain(inner: &Arc<Inner>) -> R2Result<usize> {
 
 /// `(delivered, failed)`.
 async fn drain_inner(inner: &Arc<Inner>) -> R2Result<(usize, bool)> {
+    let _draining = inner.drain_lock.lock().await;
     let mut delivered = 0;
     let mut after = 0i64;
     loop {

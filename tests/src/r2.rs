@@ -110,6 +110,7 @@ macro_rules! r2_conformance {
                 list_with_delimiter_paginates_past_rolled_up_prefixes,
                 list_start_after_skips_up_to_and_including_that_key,
                 list_limit_outside_1_to_1000_is_rejected_with_10022,
+                garbage_list_cursor_is_rejected,
                 multipart_upload_completes_with_the_md5_of_part_md5s_etag,
                 multipart_object_reads_back_whole_and_ranges_cross_parts,
                 multipart_object_takes_metadata_and_class_from_create,
@@ -1328,6 +1329,25 @@ pub async fn list_limit_outside_1_to_1000_is_rejected_with_10022(f: &dyn R2Facto
             ..Default::default()
         })
         .await?;
+    Ok(())
+}
+
+/// A cursor the bucket did not produce is rejected, not silently treated as a start.
+pub async fn garbage_list_cursor_is_rejected(f: &dyn R2Factory) -> TestResult {
+    let s = open(f).await;
+    put(&s, "a", Bytes::from_static(b"v")).await?;
+    for cursor in ["%%%not-base64%%%", ""] {
+        let e = expect_err(
+            s.bucket
+                .list(ListOptions {
+                    cursor: Some(cursor.to_owned()),
+                    ..Default::default()
+                })
+                .await,
+            cursor,
+        )?;
+        ensure_eq!(e.http_status(), 400);
+    }
     Ok(())
 }
 
