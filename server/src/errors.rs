@@ -141,7 +141,9 @@ impl PlatformError for ServerError {
             | ServerError::BadHeader { .. }
             | ServerError::BadQuery { .. }
             | ServerError::BadBody { .. } => ErrorKind::InvalidInput,
-            ServerError::UnknownBinding { .. } | ServerError::NoRoute { .. } => ErrorKind::NotFound,
+            // Not NotFound: a 404 would read as a miss (KV `get` and R2 `get` resolve to null).
+            ServerError::UnknownBinding { .. } => ErrorKind::InvalidInput,
+            ServerError::NoRoute { .. } => ErrorKind::NotFound,
             ServerError::Unauthorized => ErrorKind::InvalidInput,
             ServerError::BodyTooLarge { .. } => ErrorKind::TooLarge,
             ServerError::Unsupported { .. } => ErrorKind::Unsupported,
@@ -160,6 +162,7 @@ impl PlatformError for ServerError {
     fn http_status(&self) -> u16 {
         match self {
             ServerError::Unauthorized => 401,
+            ServerError::UnknownBinding { .. } => 403,
             ServerError::NoRoute { .. } => 404,
             other => other.kind().http_status(),
         }

@@ -54,6 +54,35 @@ fn a_worker_in_workerd_uses_bindery_for_every_kv_operation() -> TestResult {
         bad.log()
     );
     drop(bad);
+
+    // A server that serves only declared namespaces: the Worker gets an error, not a miss.
+    let declared = tmp.path().join("declared.jsonc");
+    std::fs::write(
+        &declared,
+        r#"{"kv_namespaces": [{"binding": "OTHER", "id": "other-ns"}]}"#,
+    )?;
+    let declared_arg = declared.to_string_lossy().into_owned();
+    let strict = Bindery::start(
+        &tmp.path().join("strict-data"),
+        &["--strict", "--wrangler", &declared_arg],
+    );
+    let (strict_config, strict_port) = workerd_config(&project, &strict.addr, None, "strict.capnp");
+    let strict_workerd = Workerd::start(&strict_config, false, strict_port);
+    let r = http(
+        "GET",
+        &format!("127.0.0.1:{strict_port}"),
+        "/probe",
+        &[],
+        b"",
+        Duration::from_secs(30),
+    )?;
+    assert_eq!(
+        r.json()["error"],
+        "KV GET failed: 403 unknown binding kv/e2e-kv: it is not declared in the configuration",
+        "{}",
+        strict_workerd.log()
+    );
+    drop(strict_workerd);
     drop(workerd);
 
     // SIGTERM closes the stores cleanly; the data is on disk for the CLI to read.

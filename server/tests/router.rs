@@ -235,7 +235,7 @@ async fn strict_mode_refuses_undeclared_bindings() {
         .oneshot(req("GET", "/k", Some("kv/other"), Body::empty()))
         .await
         .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(r.status(), 403, "an error the Worker sees, not a miss");
     assert!(
         reason(&r).contains("unknown binding kv/other"),
         "{}",
