@@ -83,11 +83,14 @@
 //! # Ok(()) }
 //! ```
 
+mod actor;
 mod alarms;
 mod committer;
 mod connections;
 mod ids;
+mod namespace;
 mod runtime;
+mod sql;
 mod storage;
 
 pub use bindery_core::durable::{
@@ -96,4 +99,5 @@ pub use bindery_core::durable::{
     HttpRequest, HttpResponse, InboundConnection, ListOptions, Message, ObjectState, SqlCursor,
     SqlValue, State,
 };
-pub use runtime::{DurableRuntime, DurableRuntimeBuilder, Namespace};
+pub use namespace::Namespace;
+pub use runtime::{DurableRuntime, DurableRuntimeBuilder};
