@@ -143,10 +143,10 @@ impl Shared {
         settings: Option<QueueSettings>,
     ) -> QueueResult<Arc<QueueState>> {
         validate_queue_name(name)?;
-        if settings.is_none() {
-            if let Some(state) = self.registry.by_name(name) {
-                return Ok(state);
-            }
+        if settings.is_none()
+            && let Some(state) = self.registry.by_name(name)
+        {
+            return Ok(state);
         }
         match self
             .committer

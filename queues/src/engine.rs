@@ -21,7 +21,7 @@ use std::sync::Arc;
 use bindery_core::SharedClock;
 use bindery_core::queues::{QueueError, QueueMessage, QueueMetrics, QueueResult, QueueSettings};
 use bytes::Bytes;
-use redb::{Database, Durability, ReadableTable, Table, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
 use crate::record::Record;
 use crate::registry::{QueueState, Registry};
@@ -30,6 +30,9 @@ const QUEUES: TableDefinition<u32, &[u8]> = TableDefinition::new("queues");
 const MESSAGES: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("messages");
 const VISIBLE: TableDefinition<(u32, u64, u64), u64> = TableDefinition::new("visible");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Body bytes after which a fetch stops early, bounding the push consumer's buffer.
+pub(crate) const FETCH_BYTES: usize = 32 * 1024 * 1024;
 
 fn err<E: Into<redb::Error>>(op: &'static str) -> impl FnOnce(E) -> QueueError {
     move |e| QueueError::engine(op, e.into())
@@ -144,6 +147,9 @@ pub(crate) enum Op {
     Sweep { max: usize },
 }
 
+/// A fetch: (queue id, cursor, most messages).
+pub(crate) type FetchRequest = (u32, Option<(u64, u64)>, usize);
+
 /// The ready messages a [`Op::Fetch`] found.
 #[derive(Debug, Default)]
 pub(crate) struct Fetched {
@@ -250,6 +256,24 @@ impl Engine {
         self.last_now
     }
 
+    /// Answers fetches from committed data only, in one read transaction. The committer
+    /// runs them between write transactions, so no commit is in progress: any entry written
+    /// later has a visible-at time of at least this read's time and a newer index sequence,
+    /// and so sorts after every cursor this read returns.
+    pub fn fetch_committed(&mut self, requests: &[FetchRequest]) -> QueueResult<Vec<Fetched>> {
+        let now = self.now();
+        let txn = self.db.begin_read().map_err(err("read"))?;
+        let visible = txn.open_table(VISIBLE).map_err(err("read"))?;
+        let messages = txn.open_table(MESSAGES).map_err(err("read"))?;
+        requests
+            .iter()
+            .map(|&(q, after, max)| {
+                let retention = self.rows.get(&q).map_or(u64::MAX, QueueRow::retention_ms);
+                fetch_in(&visible, &messages, q, after, max, now, retention)
+            })
+            .collect()
+    }
+
     /// Applies `ops` in one transaction. The outer error is an engine failure that fails the
     /// whole batch; inner errors belong to single ops.
     pub fn apply(&mut self, ops: Vec<Op>) -> QueueResult<Vec<QueueResult<Reply>>> {
@@ -312,10 +336,10 @@ impl Engine {
             }
         }
         for r in results.iter_mut() {
-            if let Ok(Reply::Sent { queue, metrics }) = r {
-                if let Some(state) = self.registry.get(*queue) {
-                    *metrics = *state.backlog.lock();
-                }
+            if let Ok(Reply::Sent { queue, metrics }) = r
+                && let Some(state) = self.registry.get(*queue)
+            {
+                *metrics = *state.backlog.lock();
             }
         }
         for q in touched {
@@ -344,6 +368,69 @@ fn oldest_in(
             Ok(Record::decode(raw.value()).map(|r| r.timestamp_ms))
         }
     }
+}
+
+/// Reads up to `max` ready entries after `after` in a queue's visibility index.
+fn fetch_in(
+    visible: &impl ReadableTable<(u32, u64, u64), u64>,
+    messages: &impl ReadableTable<(u32, u64), &'static [u8]>,
+    q: u32,
+    after: Option<(u64, u64)>,
+    max: usize,
+    now: u64,
+    retention_ms: u64,
+) -> QueueResult<Fetched> {
+    let lower = match after {
+        Some((va, is)) => Bound::Excluded((q, va, is)),
+        None => Bound::Included((q, 0, 0)),
+    };
+    let upper = Bound::Included((q, now, u64::MAX));
+    let mut keys = Vec::with_capacity(max.min(1024));
+    for entry in visible.range((lower, upper)).map_err(err("read"))? {
+        if keys.len() >= max {
+            break;
+        }
+        let (k, v) = entry.map_err(err("read"))?;
+        let (_, va, is) = k.value();
+        keys.push((va, is, v.value()));
+    }
+    let mut out = Fetched {
+        full: keys.len() >= max,
+        ..Default::default()
+    };
+    let mut bytes = 0usize;
+    for (va, is, seq) in keys {
+        if bytes >= FETCH_BYTES {
+            // Stop here: the cursor is the last key handed out, and more are ready.
+            out.full = true;
+            break;
+        }
+        out.cursor = Some((va, is));
+        let Some(raw) = messages.get((q, seq)).map_err(err("read"))? else {
+            continue;
+        };
+        let rec = Record::decode(raw.value()).ok_or_else(|| {
+            QueueError::engine("read", format!("corrupt message {seq} of queue {q}"))
+        })?;
+        let expired = rec.timestamp_ms.saturating_add(retention_ms) <= now;
+        if (rec.visible_at, rec.iseq) != (va, is) || expired {
+            continue;
+        }
+        bytes += rec.body.len();
+        out.messages.push((seq, rec.visible_at, rec.to_message()));
+    }
+    if !out.full {
+        let from = (q, now.saturating_add(1), 0);
+        if let Some(entry) = visible
+            .range(from..=(q, u64::MAX, u64::MAX))
+            .map_err(err("read"))?
+            .next()
+        {
+            let (k, _) = entry.map_err(err("read"))?;
+            out.next_visible_at = Some(k.value().1);
+        }
+    }
+    Ok(out)
 }
 
 impl Cx<'_, '_> {
@@ -546,48 +633,17 @@ impl Cx<'_, '_> {
     }
 
     fn fetch(&mut self, q: u32, after: Option<(u64, u64)>, max: usize) -> QueueResult<Reply> {
-        let lower = match after {
-            Some((va, is)) => Bound::Excluded((q, va, is)),
-            None => Bound::Included((q, 0, 0)),
-        };
-        let upper = Bound::Included((q, self.now, u64::MAX));
-        let mut keys = Vec::with_capacity(max.min(1024));
-        for entry in self.t.visible.range((lower, upper)).map_err(err("read"))? {
-            if keys.len() >= max {
-                break;
-            }
-            let (k, v) = entry.map_err(err("read"))?;
-            let (_, va, is) = k.value();
-            keys.push((va, is, v.value()));
-        }
-        let mut out = Fetched {
-            full: keys.len() >= max,
-            cursor: keys.last().map(|&(va, is, _)| (va, is)),
-            ..Default::default()
-        };
-        for (va, is, seq) in keys {
-            let Some(rec) = self.get(q, seq)? else {
-                continue;
-            };
-            if (rec.visible_at, rec.iseq) != (va, is) || self.expired(q, &rec) {
-                continue;
-            }
-            out.messages.push((seq, rec.visible_at, rec.to_message()));
-        }
-        if !out.full {
-            let from = (q, self.now.saturating_add(1), 0);
-            if let Some(entry) = self
-                .t
-                .visible
-                .range(from..=(q, u64::MAX, u64::MAX))
-                .map_err(err("read"))?
-                .next()
-            {
-                let (k, _) = entry.map_err(err("read"))?;
-                out.next_visible_at = Some(k.value().1);
-            }
-        }
-        Ok(Reply::Fetched(out))
+        let retention = self.rows.get(&q).map_or(u64::MAX, QueueRow::retention_ms);
+        fetch_in(
+            &self.t.visible,
+            &self.t.messages,
+            q,
+            after,
+            max,
+            self.now,
+            retention,
+        )
+        .map(Reply::Fetched)
     }
 
     fn lease(
@@ -639,8 +695,33 @@ impl Cx<'_, '_> {
         Ok(Reply::Leased(out))
     }
 
+    /// Deletes a message by key, reading only its header (the ack path).
+    fn ack(&mut self, q: u32, seq: u64) -> QueueResult<()> {
+        let header = {
+            let Some(old) = self.t.messages.remove((q, seq)).map_err(err("write"))? else {
+                return Ok(());
+            };
+            Record::header(old.value()).ok_or_else(|| {
+                QueueError::engine("ack", format!("corrupt message {seq} of queue {q}"))
+            })?
+        };
+        self.t
+            .visible
+            .remove((q, header.visible_at, header.iseq))
+            .map_err(err("write"))?;
+        let row = self.row(q)?;
+        row.count = row.count.saturating_sub(1);
+        row.bytes = row.bytes.saturating_sub(header.body_len as u64);
+        self.touched.insert(q);
+        self.dirty = true;
+        Ok(())
+    }
+
     /// Settles one message; one already gone is left alone.
     fn settle(&mut self, q: u32, seq: u64, action: Action, policy: RetryPolicy) -> QueueResult<()> {
+        if action == Action::Ack {
+            return self.ack(q, seq);
+        }
         let Some(mut rec) = self.get(q, seq)? else {
             return Ok(());
         };

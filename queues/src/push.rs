@@ -26,8 +26,8 @@ use crate::broker::Shared;
 use crate::engine::{Action, Op, Reply, RetryPolicy};
 use crate::registry::{Attached, QueueState};
 
-/// Most messages one fetch reads.
-const MAX_FETCH: usize = 1000;
+/// Most messages one fetch reads (the engine also stops at [`crate::engine::FETCH_BYTES`]).
+const MAX_FETCH: usize = 10_000;
 
 /// A running push consumer. Dropping it asks the dispatcher to stop; batches in flight
 /// still settle.

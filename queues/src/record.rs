@@ -22,7 +22,28 @@ pub(crate) struct Record {
     pub body: Bytes,
 }
 
+/// The fixed part of a record, read without copying the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub visible_at: u64,
+    pub iseq: u64,
+    pub body_len: usize,
+}
+
 impl Record {
+    pub fn header(raw: &[u8]) -> Option<Header> {
+        if raw.len() < HEADER {
+            return None;
+        }
+        let u64_at = |i: usize| u64::from_le_bytes(raw[i..i + 8].try_into().unwrap_or([0; 8]));
+        let id_len = raw[29] as usize;
+        Some(Header {
+            visible_at: u64_at(8),
+            iseq: u64_at(16),
+            body_len: raw.len().checked_sub(HEADER + id_len)?,
+        })
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let id = self.id.as_bytes();
         let id_len = id.len().min(255);
@@ -85,7 +106,16 @@ mod tests {
             content_type: ContentType::V8,
             body: Bytes::from_static(b"\xff\x0f\x01"),
         };
-        assert_eq!(Record::decode(&r.encode()), Some(r));
+        let raw = r.encode();
+        assert_eq!(
+            Record::header(&raw),
+            Some(Header {
+                visible_at: r.visible_at,
+                iseq: r.iseq,
+                body_len: 3
+            })
+        );
+        assert_eq!(Record::decode(&raw), Some(r));
         assert_eq!(Record::decode(b"short"), None);
     }
 }

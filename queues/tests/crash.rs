@@ -213,8 +213,7 @@ fn acknowledged_sends_survive_sigkill_and_are_delivered_at_least_once() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         consumer.shutdown().await;
-        let out = seen.lock().clone();
-        out
+        std::mem::take(&mut *seen.lock())
     });
 
     let sent = lines(&dir.path().join("sent.log"));
