@@ -70,25 +70,63 @@ pub(crate) fn parse_bookmark(b: &str) -> Option<(u64, u64)> {
     ))
 }
 
-/// A running 64-bit checksum (multiply-rotate over 8-byte words).
+/// A running 64-bit checksum (multiply-rotate over 8-byte words). Feeding the same bytes
+/// in pieces of any size gives the same sum.
 #[derive(Clone, Copy)]
-struct Sum(u64);
+struct Sum {
+    h: u64,
+    pending: [u8; 8],
+    n: usize,
+}
 
 impl Sum {
     fn new() -> Self {
-        Sum(0x9e37_79b9_7f4a_7c15)
+        Sum {
+            h: 0x9e37_79b9_7f4a_7c15,
+            pending: [0; 8],
+            n: 0,
+        }
     }
-    fn add(&mut self, data: &[u8]) {
+
+    fn mix(&mut self, w: [u8; 8]) {
+        let v = u64::from_le_bytes(w);
+        self.h = (self.h ^ v)
+            .wrapping_mul(0x0000_0100_0000_01b3)
+            .rotate_left(29);
+    }
+
+    fn add(&mut self, mut data: &[u8]) {
+        if self.n > 0 {
+            let take = (8 - self.n).min(data.len());
+            self.pending[self.n..self.n + take].copy_from_slice(&data[..take]);
+            self.n += take;
+            data = &data[take..];
+            if self.n < 8 {
+                return;
+            }
+            let w = self.pending;
+            self.mix(w);
+            self.n = 0;
+        }
         let mut chunks = data.chunks_exact(8);
-        for w in &mut chunks {
-            let v = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-            self.0 = (self.0 ^ v)
-                .wrapping_mul(0x0000_0100_0000_01b3)
-                .rotate_left(29);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(w);
         }
-        for &b in chunks.remainder() {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        let rest = chunks.remainder();
+        self.pending[..rest.len()].copy_from_slice(rest);
+        self.n = rest.len();
+    }
+
+    fn finish(mut self) -> u64 {
+        if self.n > 0 {
+            let mut w = [0u8; 8];
+            w[..self.n].copy_from_slice(&self.pending[..self.n]);
+            self.mix(w);
+            self.h ^= self.n as u64;
         }
+        self.h
     }
 }
 
@@ -335,7 +373,7 @@ impl Archive {
                         .try_into()
                         .map_err(|_| io::Error::other("short checksum"))?,
                 );
-                if stored != sum.0 {
+                if stored != sum.finish() {
                     break;
                 }
             }
@@ -404,7 +442,7 @@ impl Archive {
             w.write_all(data)?;
             written += 4 + data.len() as u64;
         }
-        w.write_all(&sum.0.to_le_bytes())?;
+        w.write_all(&sum.finish().to_le_bytes())?;
         written += 8;
         *len += written;
         let kind = if h.kind == Kind::Snapshot as u8 {
@@ -663,5 +701,33 @@ impl Archive {
                     .sum()
             })
             .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_is_the_same_whatever_the_pieces() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut whole = Sum::new();
+        whole.add(&data);
+        for split in [1usize, 3, 4, 7, 8, 9, 500] {
+            let mut pieces = Sum::new();
+            for c in data.chunks(split) {
+                pieces.add(c);
+            }
+            assert_eq!(pieces.finish(), whole.finish(), "pieces of {split}");
+        }
+    }
+
+    #[test]
+    fn bookmarks_round_trip_and_sort_by_seq() {
+        let a = bookmark(9, 1_767_225_600_000);
+        let b = bookmark(10, 1_767_225_600_000);
+        assert!(a < b);
+        assert_eq!(parse_bookmark(&a), Some((9, 1_767_225_600_000)));
+        assert_eq!(parse_bookmark("junk"), None);
     }
 }

@@ -110,9 +110,10 @@ impl TimeTravel {
         let pending = a.pending_path();
         if let Ok(text) = fs::read_to_string(&pending) {
             if let Ok(seq) = text.trim().parse::<u64>()
-                && let Some(snap) = a.snapshot_file(seq) {
-                    replace_database_file(db_path, &snap)?;
-                }
+                && let Some(snap) = a.snapshot_file(seq)
+            {
+                replace_database_file(db_path, &snap)?;
+            }
             fs::remove_file(&pending)?;
         }
         Ok(())

@@ -149,9 +149,10 @@ impl Drop for Writer {
     fn drop(&mut self) {
         drop(self.tx.take());
         if let Some(handle) = self.thread.lock().take()
-            && handle.thread().id() != std::thread::current().id() {
-                let _ = handle.join();
-            }
+            && handle.thread().id() != std::thread::current().id()
+        {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -195,9 +196,10 @@ impl State {
             self.process(&mut jobs);
         }
         if let Some(tt) = &self.time_travel
-            && let Err(e) = tt.flush() {
-                tracing::error!(error = %e, "syncing the Time Travel archive at close failed");
-            }
+            && let Err(e) = tt.flush()
+        {
+            tracing::error!(error = %e, "syncing the Time Travel archive at close failed");
+        }
     }
 
     fn poison_reason(&self) -> Option<String> {
@@ -299,13 +301,14 @@ impl State {
             self.size.store(s, Ordering::Release);
         }
         if let Some(tt) = &self.time_travel
-            && let Err(e) = self.control.internal(|| tt.capture(&self.conn)) {
-                // The commit is durable, but not archived: refuse further writes rather than
-                // let history fall behind.
-                let reason = e.to_string();
-                tracing::error!(error = %reason, "Time Travel archiving failed; the database now refuses writes");
-                *self.poisoned.lock() = Some(reason);
-            }
+            && let Err(e) = self.control.internal(|| tt.capture(&self.conn))
+        {
+            // The commit is durable, but not archived: refuse further writes rather than
+            // let history fall behind.
+            let reason = e.to_string();
+            tracing::error!(error = %reason, "Time Travel archiving failed; the database now refuses writes");
+            *self.poisoned.lock() = Some(reason);
+        }
     }
 
     /// Runs a job inside the open group transaction, in its own savepoint(s).
