@@ -156,11 +156,6 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         path: config.data.clone(),
         source,
     })?;
-    let listener = bind(&config.listen, config.token.is_some()).await?;
-    let local = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: config.listen.clone(),
-        source,
-    })?;
     let project = config
         .wrangler
         .as_deref()
@@ -170,6 +165,16 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         (Some(w), true) => Some(w.declared()?),
         _ => None,
     };
+    let mut schedules = Vec::new();
+    for cron in project.iter().flat_map(|p| &p.triggers.crons) {
+        let schedule = Schedule::parse(cron).map_err(ServeError::Setup)?;
+        schedules.push((cron.clone(), schedule));
+    }
+    let listener = bind(&config.listen, config.token.is_some()).await?;
+    let local = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: config.listen.clone(),
+        source,
+    })?;
     let clock = SystemClock::shared();
     let registry = Registry::new(config.data.clone(), clock.clone(), declared);
     let driver = DriverClient::new(config.driver.clone(), config.token.clone());
@@ -220,11 +225,6 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
             consumers = crate::consumers::start_all(&broker, &project.queues.consumers, &driver)
                 .await
                 .map_err(|e| ServeError::Setup(format!("starting queue consumers: {e}")))?;
-        }
-        let mut schedules = Vec::new();
-        for cron in &project.triggers.crons {
-            let schedule = Schedule::parse(cron).map_err(ServeError::Setup)?;
-            schedules.push((cron.clone(), schedule));
         }
         if !schedules.is_empty() {
             tracing::info!(
