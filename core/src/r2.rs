@@ -893,6 +893,66 @@ pub trait R2EventSink: Send + Sync + 'static {
     async fn send(&self, event: &R2Event) -> Result<(), BoxError>;
 }
 
+/// Delivers events to a queue through the Queues contract, as R2 does: each event is one
+/// JSON message (see [`R2Event::to_json`]).
+pub struct QueueEventSink {
+    producer: Arc<dyn crate::queues::QueueProducer>,
+    account: String,
+}
+
+impl QueueEventSink {
+    /// A sink sending to `producer`; `account` fills the messages' `account` field.
+    pub fn new(producer: Arc<dyn crate::queues::QueueProducer>, account: &str) -> Self {
+        Self {
+            producer,
+            account: account.to_owned(),
+        }
+    }
+
+    /// A notification rule sending `event_types` on keys matching `prefix` and `suffix` to
+    /// this sink's queue.
+    pub fn rule(
+        self: Arc<Self>,
+        event_types: Vec<R2EventType>,
+        prefix: &str,
+        suffix: &str,
+    ) -> NotificationRule {
+        NotificationRule {
+            queue: self.producer.queue_name().to_owned(),
+            sink: self,
+            event_types,
+            prefix: prefix.to_owned(),
+            suffix: suffix.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for QueueEventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueEventSink")
+            .field("queue", &self.producer.queue_name())
+            .field("account", &self.account)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl R2EventSink for QueueEventSink {
+    async fn send(&self, event: &R2Event) -> Result<(), BoxError> {
+        let body = serde_json::to_vec(&event.to_json(&self.account))?;
+        self.producer
+            .send(
+                Bytes::from(body),
+                crate::queues::SendOptions {
+                    content_type: crate::queues::ContentType::Json,
+                    delay_seconds: None,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+}
+
 /// An event notification rule: events of `event_types` on keys matching `prefix` and
 /// `suffix` go to the queue named `queue`, through `sink`.
 #[derive(Clone)]

@@ -4,9 +4,13 @@
 use std::sync::{Arc, Mutex};
 
 use bindery_core::error::BoxError;
+use bindery_core::queues::{
+    ContentType, MessageSendRequest, QueueMetrics, QueueProducer, QueueResult, SendBatchOptions,
+    SendOptions,
+};
 use bindery_core::r2::{
-    LifecycleRule, MultipartOptions, NotificationRule, R2Body, R2Bucket, R2BucketExt, R2Event,
-    R2EventAction, R2EventSink, R2EventType, R2Limits, StorageClass,
+    LifecycleRule, MultipartOptions, NotificationRule, QueueEventSink, R2Body, R2Bucket,
+    R2BucketExt, R2Event, R2EventAction, R2EventSink, R2EventType, R2Limits, StorageClass,
 };
 use bindery_core::{Clock, ManualClock};
 use bindery_r2::{Bucket, MaintenanceReport};
@@ -188,5 +192,72 @@ async fn queued_events_and_lifecycle_rules_survive_a_reopen() -> TestResult {
         0,
         "an event was delivered twice"
     );
+    Ok(())
+}
+
+/// A producer that keeps what it is sent.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(bytes::Bytes, ContentType)>>);
+
+#[async_trait::async_trait]
+impl QueueProducer for Recorder {
+    fn queue_name(&self) -> &str {
+        "r2-events"
+    }
+
+    async fn send(&self, body: bytes::Bytes, options: SendOptions) -> QueueResult<QueueMetrics> {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((body, options.content_type));
+        }
+        Ok(QueueMetrics::default())
+    }
+
+    async fn send_batch(
+        &self,
+        messages: Vec<MessageSendRequest>,
+        _: SendBatchOptions,
+    ) -> QueueResult<QueueMetrics> {
+        for m in messages {
+            self.send(
+                m.body,
+                SendOptions {
+                    content_type: m.content_type,
+                    delay_seconds: None,
+                },
+            )
+            .await?;
+        }
+        Ok(QueueMetrics::default())
+    }
+
+    async fn metrics(&self) -> QueueResult<QueueMetrics> {
+        Ok(QueueMetrics::default())
+    }
+}
+
+#[tokio::test]
+async fn queue_event_sink_sends_r2_notification_json_through_the_queues_contract() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let clock = ManualClock::at_2026();
+    let bucket = open(dir.path(), &clock).await?;
+    let producer = Arc::new(Recorder::default());
+    let sink = Arc::new(QueueEventSink::new(producer.clone(), "acct-1"));
+    bucket
+        .set_event_notifications(vec![sink.rule(vec![R2EventType::ObjectCreate], "img/", "")])
+        .await?;
+    let o = bucket.put_bytes("img/cat.png", "meow".into()).await?;
+    bucket.put_bytes("doc/x", "no".into()).await?;
+    bucket.deliver_events().await?;
+    let sent = producer.0.lock().map_err(|_| "poisoned")?.clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].1, ContentType::Json);
+    let msg: serde_json::Value = serde_json::from_slice(&sent[0].0)?;
+    assert_eq!(msg["account"], "acct-1");
+    assert_eq!(msg["bucket"], "bucket");
+    assert_eq!(msg["action"], "PutObject");
+    assert_eq!(msg["object"]["key"], "img/cat.png");
+    assert_eq!(msg["object"]["size"], 4);
+    assert_eq!(msg["object"]["eTag"], o.etag.as_str());
+    assert_eq!(msg["eventTime"], "2026-01-01T00:00:00.000Z");
     Ok(())
 }
