@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
+/// The server's token: bindings, the driver Worker and the cron endpoint all need it.
+const TOKEN: &str = "queues-e2e-token";
+
 const EXPECTED: &[&str] = &[
     "e2e-jobs/1/1",
     "e2e-jobs/2/1",
@@ -56,7 +59,15 @@ fn a_worker_in_workerd_sends_and_consumes_through_bindery_queues() -> TestResult
     let wrangler_arg = wrangler.to_string_lossy().into_owned();
     let server = Bindery::start(
         &tmp.path().join("data"),
-        &["--wrangler", &wrangler_arg, "--strict", "--driver", &driver],
+        &[
+            "--wrangler",
+            &wrangler_arg,
+            "--strict",
+            "--driver",
+            &driver,
+            "--token",
+            TOKEN,
+        ],
     );
     let (ok, out, err) = bindery_cli(
         &[
@@ -69,6 +80,8 @@ fn a_worker_in_workerd_sends_and_consumes_through_bindery_queues() -> TestResult
             &listen,
             "--driver-listen",
             &driver,
+            "--token",
+            TOKEN,
         ],
         &project,
     );
@@ -141,12 +154,32 @@ fn a_worker_in_workerd_sends_and_consumes_through_bindery_queues() -> TestResult
         second.saturating_sub(first)
     );
 
+    // The driver refuses callers without the token.
+    let refused = http(
+        "POST",
+        &driver,
+        "/scheduled",
+        &[],
+        br#"{"cron":"* * * * *","scheduledTime":0}"#,
+        Duration::from_secs(10),
+    )?;
+    assert_eq!(refused.status, 401);
+    let refused = http(
+        "POST",
+        &server.addr,
+        "/cdn-cgi/handler/scheduled?cron=*",
+        &[],
+        b"",
+        Duration::from_secs(10),
+    )?;
+    assert_eq!(refused.status, 401);
+
     // Cron triggers reach scheduled() through the driver.
     let fired = http(
         "POST",
         &server.addr,
         "/cdn-cgi/handler/scheduled?cron=*%2F5+*+*+*+*",
-        &[],
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
         b"",
         Duration::from_secs(30),
     )?;
