@@ -45,6 +45,16 @@
 //!   `allowUnconfirmed` (every write goes through the output gate).
 //! - SQL cursors are read when `exec` runs (storage calls never yield anyway); in a
 //!   multi-statement `exec`, bindings are given to every statement that has placeholders.
+//!   `rows_read` counts rows returned plus rows written (SQLite does not report rows
+//!   scanned).
+//! - Storage calls run on the object's task (they are fast: commits append to the WAL
+//!   without fsync), except that SQLite's automatic WAL checkpoint (about every 1,000
+//!   pages written) fsyncs on that task.
+//! - Alarm handlers have no 15-minute wall-time limit and connection handlers no event
+//!   timeout; outgoing connections and `waitUntil` do not exist.
+//! - Durability is against power loss when the disk honours fsync; every object's commits
+//!   are fsynced by one committer thread per runtime, so one object's write throughput is
+//!   bounded by (concurrent callers) x (fsyncs per second).
 //!
 //! # Limits
 //!
