@@ -81,6 +81,47 @@ fn d1_execute_export_and_list_work_on_the_data_folder() -> TestResult {
 }
 
 #[test]
+fn d1_time_travel_restores_to_a_bookmark() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let data_arg = tmp.path().join("data").to_string_lossy().into_owned();
+    let run = |sql: &str| {
+        let (ok, out, err) = bindery_cli(
+            &["d1", "execute", "tt", "--command", sql, "--data", &data_arg],
+            tmp.path(),
+        );
+        assert!(ok, "{sql}: {err}");
+        out
+    };
+    run("CREATE TABLE t (x INTEGER)");
+    run("INSERT INTO t VALUES (1)");
+    let (ok, bookmark, err) = bindery_cli(
+        &["d1", "time-travel", "info", "tt", "--data", &data_arg],
+        tmp.path(),
+    );
+    assert!(ok, "{err}");
+    let bookmark = bookmark.trim().to_owned();
+    run("INSERT INTO t VALUES (2)");
+    let (ok, out, err) = bindery_cli(
+        &[
+            "d1",
+            "time-travel",
+            "restore",
+            "tt",
+            "--bookmark",
+            &bookmark,
+            "--data",
+            &data_arg,
+        ],
+        tmp.path(),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("undo with --bookmark"), "{out}");
+    let rows: serde_json::Value = serde_json::from_str(&run("SELECT x FROM t ORDER BY x"))?;
+    assert_eq!(rows[0]["results"], serde_json::json!([{"x": 1}]));
+    Ok(())
+}
+
+#[test]
 fn r2_bucket_and_object_commands_round_trip() -> TestResult {
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("data");

@@ -66,6 +66,11 @@ async function d1Checks(env, t, info) {
   const sbatch = await session.batch([DB.prepare("SELECT 1 AS one")]);
   t.eq("a session batches", sbatch[0].results, [{ one: 1 }]);
   info.bookmark = session.getBookmark();
+  t.ok("a session gets a bookmark from x-cf-d1-session-commit-token", typeof info.bookmark === "string" && info.bookmark.length > 0);
+  const before = info.bookmark;
+  await session.prepare("INSERT INTO users (name, age) VALUES ('later', 51)").run();
+  t.ok("a write moves the session's bookmark forward", session.getBookmark() > before);
+  await session.prepare("DELETE FROM users WHERE name = 'later'").run();
   const unconstrained = DB.withSession();
   t.eq("an unconstrained session reads", await unconstrained.prepare("SELECT count(*) AS n FROM users").first("n"), 6);
   if (info.bookmark) {
