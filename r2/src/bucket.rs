@@ -16,7 +16,7 @@ use bindery_core::r2::{
 };
 use bindery_core::{SharedClock, SystemClock};
 use parking_lot::{Mutex, RwLock};
-use rusqlite::Transaction;
+use rusqlite::{Connection, Transaction};
 use tokio::sync::Notify;
 
 use crate::blob::{self, BlobDir};
@@ -212,11 +212,14 @@ impl Inner {
     /// and wakes event delivery.
     pub async fn write<T: Send + 'static>(
         self: &Arc<Self>,
-        f: impl FnOnce(&Inner, &Transaction<'_>) -> R2Result<Committed<T>> + Send + 'static,
+        f: impl FnOnce(&Inner, &Connection) -> R2Result<Committed<T>> + Send + 'static,
     ) -> R2Result<T> {
         let inner = Arc::clone(self);
         let done = run_blocking(move || {
-            let done = inner.index.write(|tx| f(&inner, tx))?;
+            // This thread keeps `inner` alive until the reply, so the job's handle is never
+            // the last one (the bucket is never dropped on the committer thread).
+            let job_inner = Arc::clone(&inner);
+            let done = inner.index.write(move |conn| f(&job_inner, conn))?;
             inner.blobs.remove(&done.garbage);
             Ok(done)
         })

@@ -19,7 +19,7 @@ use bindery_core::r2::{
     StorageClass,
 };
 use parking_lot::Mutex;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 /// Converts engine errors at the module edge.
 pub(crate) trait EngineExt<T> {
@@ -168,12 +168,21 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
 /// The SQLite index of one bucket.
 pub(crate) struct Index {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    committer: Option<std::thread::JoinHandle<()>>,
     readers: Mutex<Vec<Connection>>,
 }
 
 /// Readers kept open for reuse.
 const MAX_IDLE_READERS: usize = 8;
+
+/// Most write jobs sharing one commit.
+const MAX_BATCH: usize = 256;
+
+/// A write job: runs its change on the writer connection (inside a savepoint of the shared
+/// transaction) and returns what to do once the transaction's fate is known.
+type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 fn connect(path: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open(path)?;
@@ -184,14 +193,20 @@ fn connect(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 impl Index {
-    /// Opens (creating if needed) the index at `path`.
+    /// Opens (creating if needed) the index at `path` and starts its committer thread.
     pub fn open(path: &Path) -> R2Result<Self> {
         let conn = connect(path).during("opening the index")?;
         conn.execute_batch(SCHEMA)
             .during("creating the index schema")?;
+        let (jobs, rx) = std::sync::mpsc::channel::<Job>();
+        let committer = std::thread::Builder::new()
+            .name("bindery-r2-commit".into())
+            .spawn(move || commit_loop(conn, rx))
+            .during("starting the index committer")?;
         Ok(Self {
             path: path.to_owned(),
-            writer: Mutex::new(conn),
+            jobs: Some(jobs),
+            committer: Some(committer),
             readers: Mutex::new(Vec::new()),
         })
     }
@@ -216,17 +231,102 @@ impl Index {
         result
     }
 
-    /// Runs `f` in one write transaction, committed (durably) when `f` returns `Ok` and
-    /// rolled back otherwise.
-    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> R2Result<T>) -> R2Result<T> {
-        let mut conn = self.writer.lock();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .during("starting a write")?;
-        let out = f(&tx)?;
-        tx.commit().during("committing")?;
-        Ok(out)
+    /// Runs `f` as one atomic change and returns once it is durable: its effects are kept
+    /// when it returns `Ok` and undone when it returns `Err`. Changes submitted together by
+    /// concurrent callers share one transaction and one fsync (group commit); each runs in
+    /// its own savepoint, so one caller's failure never undoes another's change.
+    ///
+    /// Blocks the calling thread: call it from a blocking context.
+    pub fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> R2Result<T> + Send + 'static,
+    ) -> R2Result<T> {
+        let (reply, answer) = std::sync::mpsc::sync_channel::<R2Result<T>>(1);
+        let job: Job = Box::new(move |conn: &Connection| -> Finish {
+            let outcome = run_in_savepoint(conn, f);
+            Box::new(move |committed: Result<(), String>| {
+                let result = match (outcome, committed) {
+                    (Ok(v), Ok(())) => Ok(v),
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(R2Error::engine("committing", e)),
+                };
+                let _ = reply.send(result);
+            })
+        });
+        self.jobs
+            .as_ref()
+            .ok_or(R2Error::Closed)?
+            .send(job)
+            .map_err(|_| R2Error::Closed)?;
+        answer.recv().map_err(|_| R2Error::Closed)?
     }
+}
+
+impl Drop for Index {
+    /// Stops the committer after it has committed what it holds.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(t) = self.committer.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run_in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> R2Result<T>,
+) -> R2Result<T> {
+    conn.execute_batch("SAVEPOINT job")
+        .during("starting a change")?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+        .unwrap_or_else(|_| Err(R2Error::engine("writing the index", "a change panicked")));
+    let end = if outcome.is_ok() {
+        conn.execute_batch("RELEASE job")
+    } else {
+        conn.execute_batch("ROLLBACK TO job; RELEASE job")
+    };
+    end.during("ending a change")?;
+    outcome
+}
+
+/// The committer: takes every job waiting (up to [`MAX_BATCH`]), runs them in one
+/// transaction, commits once, then tells each job the outcome.
+fn commit_loop(conn: Connection, rx: std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let reason = e.to_string();
+            for job in batch {
+                // Run nothing; report the failure.
+                let finish = job_failed(job, &conn);
+                finish(Err(reason.clone()));
+            }
+            continue;
+        }
+        let finishers: Vec<Finish> = batch.into_iter().map(|job| job(&conn)).collect();
+        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if committed.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for finish in finishers {
+            finish(committed.clone());
+        }
+    }
+}
+
+/// Finishes a job whose transaction could not start: its change runs in a savepoint that
+/// is rolled back, and it is told the failure.
+fn job_failed(job: Job, conn: &Connection) -> Finish {
+    let _ = conn.execute_batch("SAVEPOINT doomed");
+    let finish = job(conn);
+    let _ = conn.execute_batch("ROLLBACK TO doomed; RELEASE doomed");
+    finish
 }
 
 /// The stored row of `key`.
@@ -259,7 +359,7 @@ pub(crate) fn object_blobs(conn: &Connection, version: &str) -> R2Result<Vec<Blo
 }
 
 /// Removes the object row of `key` (if any) and returns the blobs it referenced.
-pub(crate) fn remove_object(tx: &Transaction<'_>, key: &str) -> R2Result<Option<Vec<String>>> {
+pub(crate) fn remove_object(tx: &Connection, key: &str) -> R2Result<Option<Vec<String>>> {
     let version: Option<String> = tx
         .prepare_cached("SELECT version FROM objects WHERE key = ?1")
         .and_then(|mut st| st.query_row([key.as_bytes()], |r| r.get(0)).optional())
@@ -279,11 +379,7 @@ pub(crate) fn remove_object(tx: &Transaction<'_>, key: &str) -> R2Result<Option<
 }
 
 /// Inserts an object row (the key must have no row) with its blobs.
-pub(crate) fn insert_object(
-    tx: &Transaction<'_>,
-    row: &ObjectRow,
-    blobs: &[BlobRef],
-) -> R2Result<()> {
+pub(crate) fn insert_object(tx: &Connection, row: &ObjectRow, blobs: &[BlobRef]) -> R2Result<()> {
     tx.prepare_cached(
         "INSERT INTO objects(key, version, size, etag, uploaded, http, custom, checksums, class)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -322,7 +418,7 @@ pub(crate) fn insert_object(
 
 /// Queues one event per matching notification rule, in the same transaction as the change.
 pub(crate) fn enqueue_events(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     rules: &[NotificationRule],
     action: R2EventAction,
     key: &str,
@@ -369,7 +465,7 @@ pub(crate) fn get_config(conn: &Connection, name: &str) -> R2Result<Option<Strin
 }
 
 /// Sets a configuration value.
-pub(crate) fn set_config(tx: &Transaction<'_>, name: &str, value: &str) -> R2Result<()> {
+pub(crate) fn set_config(tx: &Connection, name: &str, value: &str) -> R2Result<()> {
     tx.execute(
         "INSERT INTO config(name, value) VALUES (?1, ?2)
          ON CONFLICT(name) DO UPDATE SET value = excluded.value",
@@ -390,4 +486,62 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_change_in_a_shared_commit_leaves_the_others_intact() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let index = std::sync::Arc::new(Index::open(&dir.path().join("i.sqlite")).expect("open"));
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let index = std::sync::Arc::clone(&index);
+                std::thread::spawn(move || {
+                    index.write(move |conn| {
+                        conn.execute(
+                            "INSERT INTO config(name, value) VALUES (?1, 'v')",
+                            [format!("k{i}")],
+                        )
+                        .during("test")?;
+                        if i % 4 == 0 {
+                            return Err(R2Error::PreconditionFailed);
+                        }
+                        Ok(i)
+                    })
+                })
+            })
+            .collect();
+        let mut failed = 0;
+        for t in threads {
+            if t.join().expect("thread").is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 4);
+        let kept: Vec<String> = index
+            .read(|tx| {
+                let mut st = tx
+                    .prepare("SELECT name FROM config ORDER BY name")
+                    .during("t")?;
+                let rows = st.query_map([], |r| r.get(0)).during("t")?;
+                rows.collect::<Result<_, _>>().during("t")
+            })
+            .expect("read");
+        assert_eq!(kept.len(), 12);
+        assert!(
+            kept.iter()
+                .all(|k| k[1..].parse::<usize>().expect("n") % 4 != 0)
+        );
+    }
+
+    #[test]
+    fn prefix_end_is_the_first_string_past_the_prefix() {
+        assert_eq!(prefix_end(b"a/"), Some(b"a0".to_vec()));
+        assert_eq!(prefix_end(b"a\xff"), Some(b"b".to_vec()));
+        assert_eq!(prefix_end(b""), None);
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
 }

@@ -117,7 +117,7 @@ pub(crate) async fn run(inner: &Arc<Inner>) -> R2Result<MaintenanceReport> {
 
 fn expire_batch(
     inner: &Inner,
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     rule: &LifecycleRule,
     days: u32,
     notify: &[NotificationRule],

@@ -15,7 +15,7 @@ use bindery_core::r2::{
     R2Uploads, StorageClass, validate_custom_metadata, validate_key,
 };
 use md5::{Digest, Md5};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::blob::{self, BlobDir};
 use crate::bucket::{Committed, Inner};
@@ -215,7 +215,7 @@ fn stored_parts(tx: &Connection, upload_id: &str) -> R2Result<HashMap<u32, Store
 }
 
 /// Removes an upload and its parts; returns the parts' blobs.
-fn drop_upload(tx: &Transaction<'_>, upload_id: &str) -> R2Result<Vec<String>> {
+fn drop_upload(tx: &Connection, upload_id: &str) -> R2Result<Vec<String>> {
     let blobs = stored_parts(tx, upload_id)?
         .into_values()
         .map(|p| p.blob)
@@ -409,7 +409,7 @@ pub(crate) async fn abort(inner: &Arc<Inner>, upload: &R2MultipartUpload) -> R2R
 /// Aborts uploads initiated at or before `cutoff` whose key starts with `prefix`; returns how
 /// many.
 pub(crate) fn abort_older_than(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     cutoff: u64,
     prefix: &str,
     garbage: &mut Vec<String>,
