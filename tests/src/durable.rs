@@ -396,6 +396,12 @@ impl DurableObject for Probe {
         if let Some(a) = request.header("x-attachment") {
             connection.serialize_attachment(text(a))?;
         }
+        if let Some(n) = request.header("x-attachment-bytes") {
+            let n: usize = n
+                .parse()
+                .map_err(|_| DurableError::invalid("x-attachment-bytes"))?;
+            connection.serialize_attachment(Bytes::from(vec![b'a'; n]))?;
+        }
         Ok(request
             .header("x-tags")
             .map(|t| {
@@ -536,6 +542,7 @@ macro_rules! durable_conformance {
                 block_concurrency_while_times_out_by_the_clock_and_resets,
                 a_call_cycle_fails_with_a_clear_error_instead_of_hanging,
                 calls_between_different_objects_are_served,
+                a_nested_call_that_cannot_be_served_fails_after_the_limit,
                 put_get_delete_round_trip,
                 get_many_returns_only_found_keys_in_key_order,
                 batches_over_128_keys_are_rejected_and_write_nothing,
@@ -553,6 +560,7 @@ macro_rules! durable_conformance {
                 sql_rejects_begin_and_savepoint,
                 sql_errors_carry_the_sqlite_message,
                 sql_cursor_one_requires_exactly_one_row,
+                sql_rejects_more_than_100_bindings_and_oversized_statements,
                 storage_survives_a_restart,
                 a_reply_never_precedes_the_durable_write,
                 a_read_after_a_pending_write_waits_for_durability,
@@ -572,6 +580,7 @@ macro_rules! durable_conformance {
                 auto_response_answers_without_waking_the_object,
                 get_connections_filters_by_tag,
                 too_many_tags_are_rejected,
+                attachments_over_16_kib_are_rejected,
                 peer_close_reaches_the_object_and_drops_the_connection,
                 messages_from_the_object_are_output_gated,
             ]
@@ -2012,6 +2021,112 @@ pub async fn messages_from_the_object_are_output_gated(f: &dyn DurableFactory) -
     ensure!(
         eventually(|| sink.sent.lock().contains(&Message::Text("echo:m".into()))).await,
         "echo never sent"
+    );
+    Ok(())
+}
+
+/// A call made from inside an object that cannot be answered (its target is blocked) fails
+/// with a clear error once the nested-call limit passes on the clock.
+pub async fn a_nested_call_that_cannot_be_served_fails_after_the_limit(
+    f: &dyn DurableFactory,
+) -> TestResult {
+    let s = open_with(f, |c| c.nested_call_timeout_ms = 5_000).await;
+    let busy = s.ns().get_by_name("busy");
+    let blocked = tokio::spawn(async move { busy.call(ProbeRequest::BlockForever).await });
+    ensure!(
+        eventually(|| s.log.blocking.load(Ordering::SeqCst) == 1).await,
+        "the blocking handler never ran"
+    );
+    let target = s.ns().id_from_name("busy").to_hex();
+    let caller = s.ns().get_by_name("caller");
+    let waiting = tokio::spawn(async move {
+        caller
+            .call(ProbeRequest::CallOther(
+                target,
+                Box::new(ProbeRequest::Bump),
+            ))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    ensure!(
+        !waiting.is_finished(),
+        "the nested call finished while its target was blocked"
+    );
+    s.clock.advance_ms(5_001);
+    let r = tokio::time::timeout(Duration::from_secs(10), waiting).await???;
+    ensure!(
+        matches!(&r, ProbeResponse::Text(t) if t.contains("did not finish within 5000 ms")),
+        "expected a nested-call timeout, got {r:?}"
+    );
+    s.clock.advance_ms(30_000);
+    let _ = tokio::time::timeout(Duration::from_secs(10), blocked).await?;
+    Ok(())
+}
+
+/// More than 100 bound parameters, or SQL over 100,000 bytes, is rejected naming the limit.
+pub async fn sql_rejects_more_than_100_bindings_and_oversized_statements(
+    f: &dyn DurableFactory,
+) -> TestResult {
+    let s = open(f).await;
+    let marks = vec!["?"; 101].join(", ");
+    let r = call(
+        &s,
+        "o",
+        ProbeRequest::Sql(format!("SELECT {marks}"), vec![SqlValue::Integer(1); 101]),
+    )
+    .await;
+    match r {
+        Err(e @ DurableError::TooLarge { .. }) => {
+            ensure!(
+                e.to_string().contains("100"),
+                "message lacks the limit: {e}"
+            )
+        }
+        other => return Err(format!("101 bindings accepted: {other:?}").into()),
+    }
+    let long = format!("SELECT 1 -- {}", "x".repeat(100_000));
+    let r = call(&s, "o", ProbeRequest::Sql(long, vec![])).await;
+    ensure!(
+        matches!(r, Err(DurableError::TooLarge { .. })),
+        "long SQL accepted: {r:?}"
+    );
+    let marks = vec!["?"; 100].join(", ");
+    call(
+        &s,
+        "o",
+        ProbeRequest::Sql(format!("SELECT {marks}"), vec![SqlValue::Integer(1); 100]),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A serialized attachment over 16,384 bytes is rejected.
+pub async fn attachments_over_16_kib_are_rejected(f: &dyn DurableFactory) -> TestResult {
+    let s = open(f).await;
+    let attempt = |n: usize| {
+        let sink = Arc::new(RecordingSink::default());
+        let mut req = HttpRequest::get("/connect");
+        req.headers
+            .push(("x-attachment-bytes".into(), n.to_string()));
+        let stub = s.ns().get_by_name("room");
+        async move { stub.connect(req, sink as Arc<dyn ConnectionSink>).await }
+    };
+    let r = attempt(16_385).await;
+    ensure!(
+        matches!(
+            r,
+            Err(DurableError::TooLarge {
+                len: 16_385,
+                limit: 16_384,
+                ..
+            })
+        ),
+        "oversized attachment accepted: {:?}",
+        r.err()
+    );
+    ensure!(
+        attempt(16_384).await.is_ok(),
+        "a 16,384-byte attachment was rejected"
     );
     Ok(())
 }
