@@ -571,11 +571,6 @@ impl Archive {
     /// Writes the state at commit `seq` into `out` (a new file), fsynced.
     pub fn materialize(&mut self, seq: u64, out: &Path) -> io::Result<()> {
         self.flush()?;
-        let target_pos = self
-            .index
-            .binary_search_by_key(&seq, |c| c.seq)
-            .map_err(|_| io::Error::other(format!("commit {seq} is not in the archive")))?;
-        let target = self.index[target_pos];
         let Some(snap) = self.snapshots.iter().rev().find(|s| s.seq <= seq).copied() else {
             return Err(io::Error::other(format!(
                 "no snapshot at or before commit {seq}"
@@ -583,12 +578,37 @@ impl Archive {
         };
         fs::copy(self.snap_path(snap), out).map_err(|e| io_at("copying snapshot to", out, e))?;
         let mut f = OpenOptions::new().write(true).open(out)?;
+        self.replay_into(&mut f, snap.seq, seq)?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    /// Whether the state at `to` can be reached from the state at `from` by replaying
+    /// commits alone (no restore between them, and `from` still in the archive).
+    pub fn can_replay(&self, from: u64, to: u64) -> bool {
+        let start = self.index.partition_point(|c| c.seq < from);
+        self.index.get(start).is_some_and(|c| c.seq == from)
+            && self.index[start + 1..]
+                .iter()
+                .take_while(|c| c.seq <= to)
+                .all(|c| c.kind == Kind::Commit)
+    }
+
+    /// Writes the pages of every commit in (`after`, `upto`] into `f` and cuts it to the size
+    /// commit `upto` recorded. Not synced.
+    pub fn replay_into(&mut self, f: &mut File, after: u64, upto: u64) -> io::Result<()> {
+        self.flush()?;
+        let target_pos = self
+            .index
+            .binary_search_by_key(&upto, |c| c.seq)
+            .map_err(|_| io::Error::other(format!("commit {upto} is not in the archive")))?;
+        let target = self.index[target_pos];
         let mut readers: HashMap<u64, File> = HashMap::new();
         let mut hb = [0u8; HEADER];
         let mut page = Vec::new();
-        let start = self.index.partition_point(|c| c.seq <= snap.seq);
+        let start = self.index.partition_point(|c| c.seq <= after);
         for c in &self.index[start..] {
-            if c.seq > seq {
+            if c.seq > upto {
                 break;
             }
             if c.kind != Kind::Commit {
@@ -618,8 +638,13 @@ impl Archive {
         if self.page_size != 0 {
             f.set_len(u64::from(target.db_pages) * u64::from(self.page_size))?;
         }
-        f.sync_all()?;
         Ok(())
+    }
+
+    /// The last commit made at or before `time_ms`.
+    pub fn last_at(&self, time_ms: u64) -> Option<CommitInfo> {
+        let i = self.index.partition_point(|c| c.time_ms <= time_ms);
+        i.checked_sub(1).map(|i| self.index[i])
     }
 
     /// Path of the snapshot of `seq`, if there is one.

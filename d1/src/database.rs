@@ -2,12 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use bindery_core::d1::{
     D1Database, D1Error, D1ExecResult, D1ExportOptions, D1ImportResult, D1Limits, D1QueryOptions,
-    D1QueryResult, D1Response, D1RestoreResult, D1RestoreTarget, D1Result, D1Statement,
+    D1QueryResult, D1Response, D1RestoreResult, D1RestoreTarget, D1Result, D1SessionConstraint,
+    D1Statement,
 };
 use bindery_core::{ByteStream, SharedClock, SystemClock};
 use bytes::Bytes;
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::export;
 use crate::guard::{self, Control, Durability, Role, StopReason};
 use crate::readers::{Reader, Readers};
+use crate::replica::{Replica, ReplicaConfig};
 use crate::statement::{self, Ctx, ReadOutcome};
 use crate::time_travel::{Cadence, TimeTravel};
 use crate::writer::{Job, Writer};
@@ -45,6 +47,7 @@ pub struct D1Builder {
     pub(crate) inline_reads: bool,
     pub(crate) time_travel: bool,
     pub(crate) cadence: Cadence,
+    pub(crate) replicas: Vec<ReplicaConfig>,
 }
 
 impl Default for D1Builder {
@@ -57,6 +60,7 @@ impl Default for D1Builder {
             inline_reads: true,
             time_travel: true,
             cadence: Cadence::default(),
+            replicas: Vec::new(),
         }
     }
 }
@@ -70,6 +74,7 @@ impl std::fmt::Debug for D1Builder {
             .field("inline_reads", &self.inline_reads)
             .field("time_travel", &self.time_travel)
             .field("cadence", &self.cadence)
+            .field("replicas", &self.replicas)
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +134,15 @@ impl D1Builder {
         self
     }
 
+    /// Read replicas, fed from the Time Travel archive, each in its region and with its lag
+    /// under the clock. Reads reach them only through sessions
+    /// ([`bindery_core::d1::D1QueryOptions::session`]); without a session everything goes to
+    /// the primary. Needs Time Travel. Default: none.
+    pub fn read_replicas(mut self, replicas: Vec<ReplicaConfig>) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
     /// Opens (creating if needed) the database stored in the SQLite file at `path`.
     ///
     /// # Errors
@@ -153,12 +167,13 @@ pub(crate) struct Inner {
     pub readers: Readers,
     pub inline_reads: bool,
     pub deleted: AtomicBool,
-    #[allow(dead_code)] // read by the replicas
     pub clock: SharedClock,
     pub durability: Durability,
     pub time_travel: Option<Arc<TimeTravel>>,
     /// Held shared by every read; a restore holds it exclusively while it swaps the file.
     pub swap: Arc<RwLock<()>>,
+    pub replicas: Vec<Replica>,
+    pub next_replica: AtomicUsize,
 }
 
 /// One D1 database: a SQLite file in WAL mode, one writer thread with group commit, and a
@@ -229,6 +244,15 @@ impl Database {
             time_travel.clone(),
         )?;
         let readers = Readers::new(path.clone(), b.limits.clone(), b.readers, b.time_travel);
+        let replicas = if b.time_travel {
+            let dir = crate::archive::Archive::dir_for(&path);
+            b.replicas
+                .iter()
+                .map(|c| Replica::new(c.clone(), &dir, &name, b.limits.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Database {
             inner: Arc::new(Inner {
                 name,
@@ -243,6 +267,8 @@ impl Database {
                 durability: b.durability,
                 time_travel,
                 swap: Arc::new(RwLock::new(())),
+                replicas,
+                next_replica: AtomicUsize::new(0),
             }),
         })
     }
@@ -375,6 +401,26 @@ impl Database {
         }
     }
 
+    /// Runs a read on the next replica in turn; `None` if the statement writes.
+    async fn read_on_replica(
+        &self,
+        stmt: &D1Statement,
+        at_least: u64,
+    ) -> D1Result<Option<(D1QueryResult, u64)>> {
+        let inner = Arc::clone(&self.inner);
+        let Some(tt) = inner.time_travel.clone() else {
+            return Ok(None);
+        };
+        let i = inner.next_replica.fetch_add(1, Ordering::Relaxed) % inner.replicas.len();
+        let stmt = stmt.clone();
+        run_blocking(move || {
+            let replica = &inner.replicas[i];
+            let (r, seq) = replica.read(&tt, &inner.clock, at_least, &stmt)?;
+            Ok(r.map(|r| (r, seq)))
+        })
+        .await
+    }
+
     /// Runs the statements (one transaction).
     pub(crate) async fn run_statements(
         &self,
@@ -404,10 +450,56 @@ impl D1Database for Database {
         statements: &[D1Statement],
         options: &D1QueryOptions,
     ) -> D1Result<D1Response> {
-        let _ = options;
+        let Some(session) = &options.session else {
+            // Without a session everything goes to the primary.
+            let results = self.run_statements(statements).await?;
+            let bookmark = self.inner.time_travel.as_ref().map(|tt| tt.bookmark());
+            return Ok(D1Response { results, bookmark });
+        };
+        self.check_live()?;
+        let Some(tt) = self.inner.time_travel.clone() else {
+            // Without Time Travel there are no bookmarks and no replicas: the primary serves
+            // every query, which satisfies every session constraint.
+            let results = self.run_statements(statements).await?;
+            return Ok(D1Response {
+                results,
+                bookmark: None,
+            });
+        };
+        let at_least = match session {
+            D1SessionConstraint::Bookmark(b) => {
+                let Some((seq, _)) = crate::archive::parse_bookmark(b) else {
+                    return Err(D1Error::Session {
+                        detail: format!("{b:?} is not a bookmark"),
+                    });
+                };
+                if seq > tt.seq() {
+                    return Err(D1Error::Session {
+                        detail: format!("{b:?} names a commit this database has not made"),
+                    });
+                }
+                Some(seq)
+            }
+            D1SessionConstraint::FirstUnconstrained => Some(0),
+            D1SessionConstraint::FirstPrimary => None,
+        };
+        if let (Some(at_least), [stmt]) = (at_least, statements)
+            && !self.inner.replicas.is_empty()
+        {
+            let checked = statement::check(stmt, &self.inner.limits)?;
+            if checked.looks_read_only && !checked.has_pragma
+                && let Some((result, seq)) = self.read_on_replica(stmt, at_least).await? {
+                    let bookmark = tt.bookmark_of(seq);
+                    return Ok(D1Response {
+                        results: vec![result],
+                        bookmark: Some(bookmark),
+                    });
+                }
+        }
+        let results = self.run_statements(statements).await?;
         Ok(D1Response {
-            results: self.run_statements(statements).await?,
-            bookmark: None,
+            results,
+            bookmark: Some(tt.bookmark()),
         })
     }
 

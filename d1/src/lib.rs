@@ -56,6 +56,7 @@ mod export;
 mod guard;
 mod math;
 mod readers;
+mod replica;
 mod sql_text;
 mod statement;
 mod time_travel;
@@ -66,6 +67,7 @@ pub use bindery_core::d1::{D1Error, D1Limits, D1Result};
 pub use catalog::{Catalog, CatalogDatabase, DEFAULT_OPEN_CAPACITY};
 pub use database::{D1Builder, Database};
 pub use guard::Durability;
+pub use replica::ReplicaConfig;
 
 /// The rusqlite this crate links (bundled SQLite), for opening the same files directly or
 /// comparing against raw SQLite.

@@ -232,6 +232,16 @@ impl TimeTravel {
         archive::bookmark(last.map_or(0, |l| l.seq), last.map_or(0, |l| l.time_ms))
     }
 
+    /// The bookmark of commit `seq`.
+    pub fn bookmark_of(&self, seq: u64) -> String {
+        let a = self.archive.lock();
+        let time = a
+            .index
+            .binary_search_by_key(&seq, |c| c.seq)
+            .map_or(0, |i| a.index[i].time_ms);
+        archive::bookmark(seq, time)
+    }
+
     /// The bookmark of the commit that was latest at `ts` (ms).
     pub fn bookmark_at(&self, ts: u64) -> D1Result<String> {
         self.answered.fetch_max(ts, Ordering::AcqRel);

@@ -253,3 +253,49 @@ proptest! {
         rt.block_on(run_case(ops));
     }
 }
+
+/// A restore stops the queries running on the database with a clear error, instead of
+/// waiting for them, and readers then see the restored state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_cancels_in_flight_queries_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Database::open(dir.path().join("c.sqlite"))
+        .await
+        .expect("open");
+    db.exec("CREATE TABLE t (v)\nINSERT INTO t VALUES (1)")
+        .await
+        .expect("rows");
+    let one = db.bookmark().await.expect("bookmark");
+    db.run(&st("INSERT INTO t VALUES (2)")).await.expect("row");
+    let long = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            db.all(&st(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000) SELECT count(*) FROM c",
+            ))
+            .await
+        })
+    };
+    // Give the long query time to start (it would run for minutes).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    db.restore(D1RestoreTarget::Bookmark(one))
+        .await
+        .expect("restore");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the restore did not wait for the long query"
+    );
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), long)
+        .await
+        .expect("the long query ended")
+        .expect("task");
+    let e = r.expect_err("the in-flight query must fail");
+    assert!(matches!(e, D1Error::Restoring), "got {e}");
+    assert!(e.to_string().contains("being restored"), "{e}");
+    let n = db
+        .first_column(&st("SELECT count(*) AS n FROM t"), "n")
+        .await
+        .expect("count");
+    assert_eq!(n, Some(D1Value::from(1)));
+}

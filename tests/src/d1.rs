@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bindery_core::d1::{
     D1Catalog, D1Database, D1DatabaseExt, D1Error, D1ExportOptions, D1Limits, D1QueryOptions,
-    D1RestoreTarget, D1ResultsFormat, D1Statement, D1Value,
+    D1RestoreTarget, D1ResultsFormat, D1Session, D1SessionConstraint, D1Statement, D1Value,
 };
 use bindery_core::{Clock, ErrorKind, ManualClock, PlatformError};
 use bytes::Bytes;
@@ -124,6 +124,10 @@ macro_rules! d1_conformance {
                 restore_can_be_undone_and_history_is_kept,
                 restore_to_a_timestamp_uses_the_last_commit_at_or_before_it,
                 bookmarks_outside_the_window_or_unknown_are_rejected,
+                session_bookmark_starts_empty_and_only_grows,
+                session_reads_its_own_writes,
+                session_from_a_bookmark_sees_at_least_that_state,
+                invalid_session_bookmark_is_a_session_error,
             ]
         );
     };
@@ -1420,5 +1424,75 @@ pub async fn bookmarks_outside_the_window_or_unknown_are_rejected(f: &dyn D1Fact
         );
     }
     ensure_eq!(count(&s, "t").await?, 2);
+    Ok(())
+}
+
+/// A session starts without a bookmark (from a constraint), gets one with its first query,
+/// and its bookmark never goes back.
+pub async fn session_bookmark_starts_empty_and_only_grows(f: &dyn D1Factory) -> TestResult {
+    let s = open(f).await;
+    if !has_time_travel(&s).await? {
+        return Ok(());
+    }
+    s.db.exec("CREATE TABLE t (v)").await?;
+    let session = D1Session::new(Arc::clone(&s.db), D1SessionConstraint::FirstUnconstrained);
+    ensure_eq!(session.bookmark(), None);
+    session.all(&st("SELECT 1")).await?;
+    let b1 = session.bookmark().ok_or("a bookmark after a query")?;
+    session.all(&st("INSERT INTO t VALUES (1)")).await?;
+    let b2 = session.bookmark().ok_or("a bookmark after a write")?;
+    ensure!(b2 > b1, "{b2} > {b1}");
+    session.all(&st("SELECT count(*) FROM t")).await?;
+    let b3 = session.bookmark().ok_or("still a bookmark")?;
+    ensure!(b3 >= b2, "{b3} >= {b2}");
+    Ok(())
+}
+
+/// A session reads its own writes.
+pub async fn session_reads_its_own_writes(f: &dyn D1Factory) -> TestResult {
+    let s = open(f).await;
+    s.db.exec("CREATE TABLE t (v)").await?;
+    let session = D1Session::new(Arc::clone(&s.db), D1SessionConstraint::FirstUnconstrained);
+    for i in 0..5i64 {
+        session
+            .all(&st("INSERT INTO t VALUES (?)").bind([i]))
+            .await?;
+        let r = session.all(&st("SELECT count(*) AS n FROM t")).await?;
+        ensure_eq!(r.rows[0][0], D1Value::from(i + 1));
+    }
+    Ok(())
+}
+
+/// A session started from a bookmark sees a state at least as new as that bookmark.
+pub async fn session_from_a_bookmark_sees_at_least_that_state(f: &dyn D1Factory) -> TestResult {
+    let s = open(f).await;
+    if !has_time_travel(&s).await? {
+        return Ok(());
+    }
+    s.db.exec("CREATE TABLE t (v)\nINSERT INTO t VALUES ('seen')")
+        .await?;
+    let b = s.db.bookmark().await?;
+    let session = D1Session::new(Arc::clone(&s.db), D1SessionConstraint::Bookmark(b.clone()));
+    ensure_eq!(session.bookmark(), Some(b.clone()));
+    let r = session.all(&st("SELECT v FROM t")).await?;
+    ensure_eq!(r.rows, vec![vec![D1Value::from("seen")]]);
+    ensure!(session.bookmark().is_some_and(|n| n >= b), "bookmark grew");
+    Ok(())
+}
+
+/// A malformed session bookmark is `D1_SESSION_ERROR`.
+pub async fn invalid_session_bookmark_is_a_session_error(f: &dyn D1Factory) -> TestResult {
+    let s = open(f).await;
+    if !has_time_travel(&s).await? {
+        return Ok(());
+    }
+    let opts = D1QueryOptions {
+        session: Some(D1SessionConstraint::parse("not a bookmark")),
+    };
+    let e = expect_err(
+        s.db.query_batch(&[st("SELECT 1")], &opts).await,
+        "bad bookmark",
+    )?;
+    ensure_eq!(e.code_name(), "D1_SESSION_ERROR");
     Ok(())
 }
