@@ -51,6 +51,14 @@ pub fn run() {
     }
     let fsync = disk::fsync_per_sec(RUN);
     figure("disk.fsync", fsync, "ops/s");
+    // Context: the figures below are CPU- and fsync-bound, so a busy machine lowers them.
+    if let Some(load) = std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| {
+        l.split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+    }) {
+        figure("machine.loadavg_1m", load, "runnable tasks");
+    }
     let rt = runtime();
     let (s1, s64, batch, e2e) = rt.block_on(async {
         let dir = disk::bench_dir();

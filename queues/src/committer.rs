@@ -94,38 +94,16 @@ fn run(
         }
         let mut replies = Vec::with_capacity(batch.len());
         let mut ops = Vec::with_capacity(batch.len());
-        let mut fetches = Vec::new();
-        let mut fetch_replies = Vec::new();
         for r in batch.drain(..) {
             match r.op {
-                Op::Fetch { queue, after, max } => {
-                    fetches.push((queue, after, max));
-                    fetch_replies.push(r.reply);
+                // Snapshots see committed data only, so they are answered before this
+                // batch's writes and their fsync.
+                Op::Snapshot { queue } => {
+                    let _ = r.reply.send(engine.snapshot(queue).map(Reply::Snapshot));
                 }
                 op => {
                     ops.push(op);
                     replies.push(r.reply);
-                }
-            }
-        }
-        // Fetches read committed data only, so they are answered before this batch's
-        // writes and their fsync.
-        if !fetches.is_empty() {
-            match engine.fetch_committed(&fetches) {
-                Ok(found) => {
-                    for (reply, f) in fetch_replies.into_iter().zip(found) {
-                        let _ = reply.send(Ok(Reply::Fetched(f)));
-                    }
-                }
-                Err(e) => {
-                    let reason = e.to_string();
-                    let mut first = Some(e);
-                    for reply in fetch_replies {
-                        let err = first
-                            .take()
-                            .unwrap_or_else(|| QueueError::engine("read", reason.clone()));
-                        let _ = reply.send(Err(err));
-                    }
                 }
             }
         }

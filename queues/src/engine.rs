@@ -124,12 +124,9 @@ pub(crate) enum Op {
         messages: Vec<NewMessage>,
         max_backlog_bytes: u64,
     },
-    /// Reads up to `max` ready messages after `after` in the visibility index (push).
-    Fetch {
-        queue: u32,
-        after: Option<(u64, u64)>,
-        max: usize,
-    },
+    /// A read snapshot of committed data, for the push consumer's fetch. The committer
+    /// answers it between write transactions (see [`Engine::snapshot`]).
+    Snapshot { queue: u32 },
     /// Leases up to `max` ready messages for `visibility_ms` (pull).
     Lease {
         queue: u32,
@@ -147,10 +144,7 @@ pub(crate) enum Op {
     Sweep { max: usize },
 }
 
-/// A fetch: (queue id, cursor, most messages).
-pub(crate) type FetchRequest = (u32, Option<(u64, u64)>, usize);
-
-/// The ready messages a [`Op::Fetch`] found.
+/// The ready messages a fetch found.
 #[derive(Debug, Default)]
 pub(crate) struct Fetched {
     /// (sequence, visible-at ms, message) in index order.
@@ -163,12 +157,46 @@ pub(crate) struct Fetched {
     pub next_visible_at: Option<u64>,
 }
 
+/// Committed data as of one moment, read off the committer thread.
+pub(crate) struct Snapshot {
+    txn: redb::ReadTransaction,
+    queue: u32,
+    now: u64,
+    retention_ms: u64,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("queue", &self.queue)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// Reads up to `max` ready messages after `after` in the queue's visibility index.
+    pub fn fetch(&self, after: Option<(u64, u64)>, max: usize) -> QueueResult<Fetched> {
+        let visible = self.txn.open_table(VISIBLE).map_err(err("read"))?;
+        let messages = self.txn.open_table(MESSAGES).map_err(err("read"))?;
+        fetch_in(
+            &visible,
+            &messages,
+            self.queue,
+            after,
+            max,
+            self.now,
+            self.retention_ms,
+        )
+    }
+}
+
 /// The answer to one op.
 #[derive(Debug)]
 pub(crate) enum Reply {
     Queue(Arc<QueueState>),
     Sent { queue: u32, metrics: QueueMetrics },
-    Fetched(Fetched),
+    Snapshot(Snapshot),
     Leased(Vec<(u64, QueueMessage)>),
     Settled,
     Swept { removed: usize, more: bool },
@@ -256,22 +284,18 @@ impl Engine {
         self.last_now
     }
 
-    /// Answers fetches from committed data only, in one read transaction. The committer
-    /// runs them between write transactions, so no commit is in progress: any entry written
-    /// later has a visible-at time of at least this read's time and a newer index sequence,
-    /// and so sorts after every cursor this read returns.
-    pub fn fetch_committed(&mut self, requests: &[FetchRequest]) -> QueueResult<Vec<Fetched>> {
+    /// A snapshot of committed data for fetching from queue `q`. The committer takes it
+    /// between write transactions, so no commit is in progress: any index entry written
+    /// later has a visible-at time of at least the snapshot's time and a newer index
+    /// sequence, and so sorts after every cursor a fetch from this snapshot returns.
+    pub fn snapshot(&mut self, q: u32) -> QueueResult<Snapshot> {
         let now = self.now();
-        let txn = self.db.begin_read().map_err(err("read"))?;
-        let visible = txn.open_table(VISIBLE).map_err(err("read"))?;
-        let messages = txn.open_table(MESSAGES).map_err(err("read"))?;
-        requests
-            .iter()
-            .map(|&(q, after, max)| {
-                let retention = self.rows.get(&q).map_or(u64::MAX, QueueRow::retention_ms);
-                fetch_in(&visible, &messages, q, after, max, now, retention)
-            })
-            .collect()
+        Ok(Snapshot {
+            txn: self.db.begin_read().map_err(err("read"))?,
+            queue: q,
+            now,
+            retention_ms: self.rows.get(&q).map_or(u64::MAX, QueueRow::retention_ms),
+        })
     }
 
     /// Applies `ops` in one transaction. The outer error is an engine failure that fails the
@@ -454,7 +478,10 @@ impl Cx<'_, '_> {
                 messages,
                 max_backlog_bytes,
             } => self.send(queue, messages, max_backlog_bytes),
-            Op::Fetch { queue, after, max } => self.fetch(queue, after, max).map(Ok),
+            Op::Snapshot { .. } => Err(QueueError::engine(
+                "snapshot",
+                "a snapshot cannot be taken inside a write transaction",
+            )),
             Op::Lease {
                 queue,
                 max,
@@ -630,20 +657,6 @@ impl Cx<'_, '_> {
     fn expired(&self, q: u32, rec: &Record) -> bool {
         let retention = self.rows.get(&q).map_or(u64::MAX, QueueRow::retention_ms);
         rec.timestamp_ms.saturating_add(retention) <= self.now
-    }
-
-    fn fetch(&mut self, q: u32, after: Option<(u64, u64)>, max: usize) -> QueueResult<Reply> {
-        let retention = self.rows.get(&q).map_or(u64::MAX, QueueRow::retention_ms);
-        fetch_in(
-            &self.t.visible,
-            &self.t.messages,
-            q,
-            after,
-            max,
-            self.now,
-            retention,
-        )
-        .map(Reply::Fetched)
     }
 
     fn lease(

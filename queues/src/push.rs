@@ -22,7 +22,7 @@ use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::broker::Shared;
+use crate::broker::{Shared, run_blocking};
 use crate::engine::{Action, Op, Reply, RetryPolicy};
 use crate::registry::{Attached, QueueState};
 
@@ -122,13 +122,20 @@ async fn run(mut d: Dispatcher) {
             .saturating_sub(pending.len())
             .min(MAX_FETCH);
         if fetch && room > 0 {
-            let op = Op::Fetch {
-                queue: d.state.id,
-                after: cursor,
-                max: room,
+            let fetched = match d
+                .shared
+                .committer
+                .submit(Op::Snapshot { queue: d.state.id })
+                .await
+            {
+                Ok(Reply::Snapshot(snapshot)) => {
+                    run_blocking(move || snapshot.fetch(cursor, room).map(Some)).await
+                }
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
             };
-            match d.shared.committer.submit(op).await {
-                Ok(Reply::Fetched(f)) => {
+            match fetched {
+                Ok(Some(f)) => {
                     if f.cursor.is_some() {
                         cursor = f.cursor;
                     }
@@ -141,7 +148,7 @@ async fn run(mut d: Dispatcher) {
                     fetch = f.full;
                     next_visible = f.next_visible_at;
                 }
-                Ok(_) => fetch = false,
+                Ok(None) => fetch = false,
                 Err(e) => {
                     tracing::error!(queue = %d.state.name, error = %e, "push consumer stopped: fetch failed");
                     break;
