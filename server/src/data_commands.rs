@@ -224,6 +224,56 @@ pub enum R2BucketCommand {
         #[arg(long, default_value = ".bindery")]
         data: PathBuf,
     },
+    /// Event notifications to queues (applied when `bindery serve` starts).
+    Notification {
+        /// What to do.
+        #[command(subcommand)]
+        command: NotificationCommand,
+    },
+}
+
+/// `bindery r2 bucket notification ...`.
+#[derive(Debug, Subcommand)]
+pub enum NotificationCommand {
+    /// Send a bucket's events to a queue.
+    Create {
+        /// The bucket.
+        bucket: String,
+        /// `object-create` or `object-delete` (repeat for both).
+        #[arg(long = "event-type", required = true)]
+        event_types: Vec<String>,
+        /// The queue.
+        #[arg(long)]
+        queue: String,
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Only keys ending with this.
+        #[arg(long, default_value = "")]
+        suffix: String,
+        /// Folder holding every store.
+        #[arg(long, default_value = ".bindery")]
+        data: PathBuf,
+    },
+    /// List a bucket's rules as JSON.
+    List {
+        /// The bucket.
+        bucket: String,
+        /// Folder holding every store.
+        #[arg(long, default_value = ".bindery")]
+        data: PathBuf,
+    },
+    /// Remove a bucket's rules for a queue.
+    Delete {
+        /// The bucket.
+        bucket: String,
+        /// The queue.
+        #[arg(long)]
+        queue: String,
+        /// Folder holding every store.
+        #[arg(long, default_value = ".bindery")]
+        data: PathBuf,
+    },
 }
 
 /// `bindery r2 object ...`.
@@ -405,6 +455,61 @@ fn registry_error<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
+fn notification(command: NotificationCommand) -> CliResult {
+    use crate::notifications::{Rule, Rules, event_type};
+    match command {
+        NotificationCommand::Create {
+            bucket,
+            event_types,
+            queue,
+            prefix,
+            suffix,
+            data,
+        } => {
+            for t in &event_types {
+                event_type(t)?;
+            }
+            bindery_core::r2::validate_bucket_name(&bucket)?;
+            bindery_core::queues::validate_queue_name(&queue)?;
+            let mut rules = Rules::load(&data)?;
+            rules.rules.push(Rule {
+                bucket: bucket.clone(),
+                queue: queue.clone(),
+                event_types,
+                prefix,
+                suffix,
+            });
+            rules.save(&data)?;
+            eprintln!("Events of {bucket} go to queue {queue} (from the next `bindery serve`).");
+        }
+        NotificationCommand::List { bucket, data } => {
+            let rules: Vec<Rule> = Rules::load(&data)?
+                .rules
+                .into_iter()
+                .filter(|r| r.bucket == bucket)
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rules)?);
+        }
+        NotificationCommand::Delete {
+            bucket,
+            queue,
+            data,
+        } => {
+            let mut rules = Rules::load(&data)?;
+            let before = rules.rules.len();
+            rules
+                .rules
+                .retain(|r| !(r.bucket == bucket && r.queue == queue));
+            if rules.rules.len() == before {
+                return Err(format!("no rule sends events of {bucket} to {queue}").into());
+            }
+            rules.save(&data)?;
+            eprintln!("Removed the rules sending events of {bucket} to {queue}.");
+        }
+    }
+    Ok(())
+}
+
 fn split_object_path(path: &str) -> Result<(&str, &str), Box<dyn std::error::Error>> {
     path.split_once('/')
         .filter(|(b, k)| !b.is_empty() && !k.is_empty())
@@ -440,6 +545,7 @@ pub async fn r2(command: R2Command) -> CliResult {
                     .await?;
                 eprintln!("Deleted bucket {name}.");
             }
+            R2BucketCommand::Notification { command } => notification(command)?,
         },
         R2Command::Object { command } => match command {
             R2ObjectCommand::Put {

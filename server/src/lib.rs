@@ -64,6 +64,7 @@ pub mod data_commands;
 pub mod driver;
 pub mod errors;
 pub mod kv;
+pub mod notifications;
 pub mod queue;
 pub mod r2;
 pub mod registry;

@@ -185,6 +185,10 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         builder = builder.s3_credentials(creds);
     }
     let state = builder.build();
+    let rules = crate::notifications::Rules::load(&config.data).map_err(ServeError::Setup)?;
+    crate::notifications::apply(state.registry(), &rules)
+        .await
+        .map_err(|e| ServeError::Setup(e.to_string()))?;
     let mut consumers = Vec::new();
     let mut cron_task = None;
     if let Some(project) = &project {

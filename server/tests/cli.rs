@@ -314,3 +314,93 @@ fn serve_refuses_an_invalid_wrangler_file() {
     assert!(!ok);
     assert!(err.contains("minute field"), "{err}");
 }
+
+#[test]
+fn r2_notification_rules_are_created_listed_and_deleted() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let data_arg = tmp.path().join("data").to_string_lossy().into_owned();
+    let (ok, _, err) = bindery_cli(
+        &[
+            "r2",
+            "bucket",
+            "notification",
+            "create",
+            "photos",
+            "--event-type",
+            "object-create",
+            "--queue",
+            "photo-events",
+            "--prefix",
+            "raw/",
+            "--data",
+            &data_arg,
+        ],
+        tmp.path(),
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = bindery_cli(
+        &[
+            "r2",
+            "bucket",
+            "notification",
+            "create",
+            "photos",
+            "--event-type",
+            "object-moved",
+            "--queue",
+            "q",
+            "--data",
+            &data_arg,
+        ],
+        tmp.path(),
+    );
+    assert!(
+        !ok && err.contains("object-create or object-delete"),
+        "{err}"
+    );
+    let (ok, out, _) = bindery_cli(
+        &[
+            "r2",
+            "bucket",
+            "notification",
+            "list",
+            "photos",
+            "--data",
+            &data_arg,
+        ],
+        tmp.path(),
+    );
+    assert!(ok);
+    let rules: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(rules[0]["queue"], "photo-events");
+    assert_eq!(rules[0]["prefix"], "raw/");
+    let (ok, _, err) = bindery_cli(
+        &[
+            "r2",
+            "bucket",
+            "notification",
+            "delete",
+            "photos",
+            "--queue",
+            "photo-events",
+            "--data",
+            &data_arg,
+        ],
+        tmp.path(),
+    );
+    assert!(ok, "{err}");
+    let (ok, out, _) = bindery_cli(
+        &[
+            "r2",
+            "bucket",
+            "notification",
+            "list",
+            "photos",
+            "--data",
+            &data_arg,
+        ],
+        tmp.path(),
+    );
+    assert!(ok && out.trim() == "[]", "{out}");
+    Ok(())
+}
