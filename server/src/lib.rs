@@ -13,6 +13,8 @@
 //!   Worker that Bindery ships ([`consumers`], [`cron`], [`driver`]);
 //! - an S3-compatible API over the same R2 buckets, with SigV4 authentication ([`s3`],
 //!   [`sigv4`]), and the REST shapes of HTTP pull consumers ([`rest`]);
+//! - R2 event notifications to queues, configured with `bindery r2 bucket notification`
+//!   ([`notifications`]);
 //! - `GET /healthz`.
 //!
 //! `bindery workerd-config` writes the workerd config that points a project's bindings at the
