@@ -31,6 +31,15 @@ impl Bits {
         }
     }
 
+    /// Removes `i`.
+    #[inline]
+    pub fn clear(&mut self, i: u32) {
+        let i = i as usize;
+        if let Some(w) = self.words.get_mut(i / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
     /// Adds every node in `list`.
     pub fn set_all(&mut self, list: &[u32]) {
         for &i in list {
@@ -99,5 +108,7 @@ mod tests {
         assert_eq!(a.iter().collect::<Vec<_>>(), vec![0, 64, 199]);
         assert_eq!(a.count(), 3);
         assert!(a.get(199) && !a.get(5) && !a.get(10_000));
+        a.clear(199);
+        assert!(!a.get(199) && a.get(64));
     }
 }

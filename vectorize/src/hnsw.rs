@@ -208,7 +208,7 @@ impl Graph {
             || p.vectors.len() != n * p.dim
             || p.layer0.len() != n * (g.m0 + 1)
             || p.upper_at.len() != n
-            || p.upper.len() % (g.m + 1) != 0
+            || !p.upper.len().is_multiple_of(g.m + 1)
         {
             return None;
         }

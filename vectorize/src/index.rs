@@ -166,8 +166,10 @@ impl Inner {
         })
     }
 
-    /// Applies a committed batch to the in-memory state and links the new nodes.
-    fn apply(self: &Arc<Self>, w: &mut Writer, b: Batch) {
+    /// Applies a committed batch to the in-memory state. `staged` are the batch's puts,
+    /// already staged and linked while the batch was committed ([`Inner::commit_staged`]);
+    /// without them the puts are added and linked here.
+    fn apply(self: &Arc<Self>, w: &mut Writer, b: Batch, staged: Option<&[u32]>) {
         if let Some(c) = &mut w.capture {
             c.extend(b.puts.iter().map(|(id, _)| id.clone()));
             c.extend(b.deletes.iter().cloned());
@@ -184,11 +186,19 @@ impl Inner {
             st.meta
                 .push(MetaIndex::new(ix.property.clone(), ix.ty, ix.created_seq));
         }
-        let fresh: Vec<u32> = b.puts.iter().map(|(id, rec)| st.put(id, rec)).collect();
+        let fresh: Vec<u32> = match staged {
+            Some(nodes) => {
+                for (&node, (_, rec)) in nodes.iter().zip(&b.puts) {
+                    st.publish(node, rec);
+                }
+                Vec::new()
+            }
+            None => b.puts.iter().map(|(id, rec)| st.put(id, rec)).collect(),
+        };
         st.seq = b.seq;
         st.processed_ms = b.now_ms;
         let st = RwLockWriteGuard::downgrade(st);
-        if self.linked() {
+        if self.linked() && !fresh.is_empty() {
             link_all(
                 &st.graph,
                 &fresh,
@@ -222,6 +232,34 @@ impl Inner {
                     }
                 });
         }
+    }
+
+    /// Stages the batch's vectors (invisible to queries), then commits the batch durably
+    /// while the vectors are linked into the graph on other threads: the fsync and the
+    /// linking overlap. Returns the staged nodes; on a failed commit they stay invisible.
+    fn commit_staged(&self, b: &Batch) -> VectorizeResult<Vec<u32>> {
+        let staged: Vec<u32> = {
+            let mut st = self.state.write();
+            b.puts.iter().map(|(id, rec)| st.stage(id, rec)).collect()
+        };
+        let st = self.state.read();
+        let linked = self.linked() && !staged.is_empty();
+        std::thread::scope(|sc| {
+            let committing = sc.spawn(|| self.commit(b));
+            if linked {
+                link_all(
+                    &st.graph,
+                    &staged,
+                    params(&self.settings).ef_construction,
+                    self.settings.threads,
+                    &self.scratch,
+                );
+            }
+            committing
+                .join()
+                .map_err(|_| VectorizeError::engine("commit", "the commit thread panicked"))?
+        })?;
+        Ok(staged)
     }
 
     /// Writes a snapshot of the state and drops the log it covers.
@@ -639,8 +677,8 @@ impl VectorizeIndex {
                 puts,
                 ..Batch::default()
             };
-            inner.commit(&batch)?;
-            inner.apply(&mut w, batch);
+            let staged = inner.commit_staged(&batch)?;
+            inner.apply(&mut w, batch, Some(&staged));
             Ok(Mutation {
                 mutation_id: mutation_id(seq),
             })
@@ -667,7 +705,7 @@ impl VectorizeIndex {
             };
             let seq = batch.seq;
             inner.commit(&batch)?;
-            inner.apply(&mut w, batch);
+            inner.apply(&mut w, batch, None);
             Ok(Mutation {
                 mutation_id: mutation_id(seq),
             })

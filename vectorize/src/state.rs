@@ -122,7 +122,15 @@ impl State {
 
     /// Adds a version of `id` (replacing the live one); returns the new node, still to link.
     pub fn put(&mut self, id: &str, rec: &Record) -> u32 {
-        self.remove(id);
+        let node = self.stage(id, rec);
+        self.publish(node, rec);
+        node
+    }
+
+    /// Adds a version of `id` that no query returns yet (it counts as deleted), so that it
+    /// can be linked into the graph while its write is being committed. [`State::publish`]
+    /// makes it visible.
+    pub fn stage(&mut self, id: &str, rec: &Record) -> u32 {
         let mut v = rec.values.clone();
         if self.normalize {
             distance::normalize(&mut v);
@@ -130,14 +138,25 @@ impl State {
         let level = self.graph.draw_level(seed(id, rec.seq));
         let node = self.graph.reserve(&v, level);
         let ns = self.ns_code(rec.namespace.as_deref());
-        let id: Arc<str> = Arc::from(id);
         self.nodes.push(Node {
-            id: Arc::clone(&id),
+            id: Arc::from(id),
             ns,
             seq: rec.seq,
         });
-        self.by_id.insert(id, node);
         self.deleted.grow(self.nodes.len());
+        self.deleted.set(node);
+        self.deleted_count += 1;
+        node
+    }
+
+    /// Makes a staged node the live version of its id (the previous one is tombstoned).
+    pub fn publish(&mut self, node: u32, rec: &Record) {
+        let id = Arc::clone(&self.nodes[node as usize].id);
+        self.remove(&id);
+        let ns = self.nodes[node as usize].ns;
+        self.deleted.clear(node);
+        self.deleted_count -= 1;
+        self.by_id.insert(id, node);
         self.ns_nodes[ns as usize].push(node);
         self.ns_live[ns as usize] += 1;
         if let Some(meta) = &rec.metadata {
@@ -149,7 +168,6 @@ impl State {
                 }
             }
         }
-        node
     }
 
     /// A copy without deleted nodes (renumbered) and without graph links.
