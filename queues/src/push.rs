@@ -182,6 +182,8 @@ async fn run(mut d: Dispatcher) {
         if fetch && permits.available_permits() > 0 {
             continue;
         }
+        // With every permit taken, nothing can be dispatched until a batch settles, which
+        // wakes `notified`; a timer then would only spin.
         let deadline = [
             next_visible,
             pending_since
@@ -190,7 +192,8 @@ async fn run(mut d: Dispatcher) {
         ]
         .into_iter()
         .flatten()
-        .min();
+        .min()
+        .filter(|_| permits.available_permits() > 0);
         let wait = async {
             match deadline {
                 Some(t) => clock.sleep_until(t).await,
