@@ -70,19 +70,46 @@ pub fn run() {
         )
         .expect("open bucket");
 
-    // The 1 GiB put comes first, on a fresh peak-RSS mark, so the peak is the put's own.
-    let reset = reset_peak_rss();
-    let start = Instant::now();
-    rt.block_on(bucket.put(
-        "big",
-        R2Body::Stream(synthetic_stream(GIB)),
-        PutOptions::default(),
-    ))
-    .expect("1 GiB put")
-    .expect("stored");
-    let put_gib = GIB as f64 / 1e6 / start.elapsed().as_secs_f64();
-    let rss = peak_rss_mib();
+    // Ceilings first; every large figure is the best of two runs, because this machine's
+    // other work makes single runs noisy. The disk test's file is deleted before the put, so
+    // both find the page cache in the same state.
+    let md5 = md5_mb_s();
+    let (mut seq_w, mut seq_r) = (0f64, 0f64);
+    for _ in 0..2 {
+        let (w, r) = disk::seq_write_read_mb_s(GIB);
+        seq_w = seq_w.max(w);
+        seq_r = seq_r.max(r);
+    }
+    figure("hash.md5_mb_s", md5, "MB/s");
+    figure("disk.seq_write_mb_s", seq_w, "MB/s");
+    figure("disk.seq_read_mb_s", seq_r, "MB/s");
+
+    // The peak-RSS mark is reset right before each 1 GiB put and read right after it, so
+    // the peak is the put's own (process baseline included).
+    let mut reset = true;
+    let mut rss = 0f64;
+    let (mut put_gib, mut get_gib) = (0f64, 0f64);
+    for _ in 0..2 {
+        reset &= reset_peak_rss();
+        let start = Instant::now();
+        rt.block_on(bucket.put(
+            "big",
+            R2Body::Stream(synthetic_stream(GIB)),
+            PutOptions::default(),
+        ))
+        .expect("1 GiB put")
+        .expect("stored");
+        put_gib = put_gib.max(GIB as f64 / 1e6 / start.elapsed().as_secs_f64());
+        rss = rss.max(peak_rss_mib());
+        let start = Instant::now();
+        let got = rt.block_on(read_all(&bucket, "big"));
+        assert_eq!(got, GIB);
+        get_gib = get_gib.max(GIB as f64 / 1e6 / start.elapsed().as_secs_f64());
+        rt.block_on(bucket.delete(&["big".to_owned()]))
+            .expect("delete");
+    }
     figure("r2.put_1gib_mb_s", put_gib, "MB/s");
+    figure("r2.get_1gib_mb_s", get_gib, "MB/s");
     figure(
         "r2.put_peak_rss_1gib",
         rss,
@@ -92,33 +119,6 @@ pub fn run() {
             "MiB (process peak; reset unsupported)"
         },
     );
-
-    let start = Instant::now();
-    let got = rt.block_on(async {
-        let body = bucket
-            .get("big", GetOptions::default())
-            .await
-            .expect("get")
-            .and_then(R2GetResult::into_body)
-            .expect("body");
-        let mut n = 0u64;
-        let mut s = body.body;
-        while let Some(c) = s.next().await {
-            n += c.expect("chunk").len() as u64;
-        }
-        n
-    });
-    assert_eq!(got, GIB);
-    let get_gib = GIB as f64 / 1e6 / start.elapsed().as_secs_f64();
-    figure("r2.get_1gib_mb_s", get_gib, "MB/s");
-    rt.block_on(bucket.delete(&["big".to_owned()]))
-        .expect("delete");
-
-    let (seq_w, seq_r) = disk::seq_write_read_mb_s(GIB);
-    figure("disk.seq_write_mb_s", seq_w, "MB/s");
-    figure("disk.seq_read_mb_s", seq_r, "MB/s");
-    let md5 = md5_mb_s();
-    figure("hash.md5_mb_s", md5, "MB/s");
 
     let one = Bytes::from(vec![0x42u8; MIB]);
     let (puts, keys) = rt.block_on(async {
@@ -160,6 +160,12 @@ pub fn run() {
     });
     figure("r2.get_1mib", gets, "objects/s");
 
+    let small = Bytes::from(vec![0x17u8; 4096]);
+    let p1 = rt.block_on(concurrent_puts(&bucket, 1, &small));
+    figure("r2.put_4kib_durable_1", p1, "objects/s");
+    let p64 = rt.block_on(concurrent_puts(&bucket, 64, &small));
+    figure("r2.put_4kib_durable_64", p64, "objects/s");
+
     ratio(
         "r2.put_1gib_mb_s/min(hash.md5_mb_s,disk.seq_write_mb_s)",
         put_gib / md5.min(seq_w),
@@ -171,5 +177,57 @@ pub fn run() {
         ">= 0.7",
     );
     ratio("r2.put_peak_rss_1gib/64", rss / 64.0, "< 1");
+    ratio(
+        "r2.put_4kib_durable_64/r2.put_4kib_durable_1",
+        p64 / p1,
+        "> 1 (group commit)",
+    );
     drop(bucket);
+}
+
+/// Durable puts per second with `writers` concurrent writers on distinct keys.
+async fn concurrent_puts(bucket: &Bucket, writers: usize, body: &Bytes) -> f64 {
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let bucket = bucket.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while start.elapsed() < RUN {
+                    bucket
+                        .put(
+                            &format!("c{writers}/{w}/{n}"),
+                            R2Body::Bytes(body.clone()),
+                            PutOptions::default(),
+                        )
+                        .await
+                        .expect("put");
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("writer");
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Reads a whole object, counting its bytes.
+async fn read_all(bucket: &Bucket, key: &str) -> u64 {
+    let body = bucket
+        .get(key, GetOptions::default())
+        .await
+        .expect("get")
+        .and_then(R2GetResult::into_body)
+        .expect("body");
+    let mut n = 0u64;
+    let mut s = body.body;
+    while let Some(c) = s.next().await {
+        n += c.expect("chunk").len() as u64;
+    }
+    n
 }
