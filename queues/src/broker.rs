@@ -120,7 +120,12 @@ impl QueuesBuilder {
             limits: self.limits,
             _stop_sweeper: stop,
         });
-        tokio::spawn(sweeper(Arc::downgrade(&shared), stopped));
+        tokio::spawn(sweeper(
+            Arc::downgrade(&shared),
+            Arc::clone(&shared.registry),
+            Arc::clone(&shared.clock),
+            stopped,
+        ));
         Ok(Queues { shared })
     }
 }
@@ -360,15 +365,18 @@ fn attach(state: &QueueState, want: Attached) -> QueueResult<()> {
 
 /// Deletes messages past their retention, waking at the earliest such moment by the clock:
 /// one timer for the whole store.
-async fn sweeper(shared: Weak<Shared>, mut stop: watch::Receiver<()>) {
+/// It holds the store only while a sweep runs, so dropping the last handle closes the store
+/// at once.
+async fn sweeper(
+    shared: Weak<Shared>,
+    registry: Arc<Registry>,
+    clock: SharedClock,
+    mut stop: watch::Receiver<()>,
+) {
     // Set when a sweep found nothing to delete: then only a change wakes the sweeper, so a
     // deadline that is already past cannot make it spin.
     let mut idle = false;
     loop {
-        let (registry, clock) = match shared.upgrade() {
-            Some(s) => (Arc::clone(&s.registry), Arc::clone(&s.clock)),
-            None => return,
-        };
         let notified = registry.sweep.notified();
         let deadline = if idle { None } else { registry.next_expiry() };
         let wait = async {
