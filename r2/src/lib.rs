@@ -13,11 +13,20 @@
 //! Each bucket is a folder: bodies and parts are files named by random ids in `blobs/`
 //! (never derived from the key, so `../x` is just a key), and a SQLite index (WAL,
 //! `synchronous=FULL`) maps keys to versions, metadata and blob lists. A put streams the body
-//! to a new blob in 1 MiB chunks while hashing it on another thread, fsyncs the blob and its
-//! folder, then commits the index row in one transaction; readers see the old object or the
-//! new one, never a mix, and a crash leaves no partial object. Blobs no row refers to (an
-//! interrupted put) are deleted when the bucket opens. Multipart completion links the parts'
-//! blobs into the object without copying; ranged reads cross part boundaries.
+//! to a new blob in 1 MiB chunks while another thread hashes it (MD5, plus the one requested
+//! checksum) and a third flushes what has been written every 32 MiB; it fsyncs the blob,
+//! then commits the index row in one transaction in which `onlyIf` is evaluated. Readers see
+//! the old object or the new one, never a mix, and a crash leaves no partial object: blobs no
+//! row refers to (an interrupted put) are deleted when the bucket opens. Memory stays bounded
+//! by the chunk size whatever the object size.
+//!
+//! Index writes go through one committer thread: changes submitted at the same time share
+//! one transaction and one fsync (each in its own savepoint, so one failure never undoes
+//! another). Small puts write into spare blob files created ahead in batches, so they need
+//! no fsync of the blob folder. Multipart completion links the parts' blobs into the object
+//! without copying; ranged reads cross part boundaries. SQLite was chosen over redb for the
+//! index by the workspace's measurements of single-row durable commits (SQLite WAL FULL
+//! about twice redb's rate) and for savepoints, which group commit relies on.
 //!
 //! # What it is not
 //!
