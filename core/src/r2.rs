@@ -1093,6 +1093,32 @@ pub trait R2BucketExt: R2Bucket {
     async fn delete_one(&self, key: &str) -> R2Result<()> {
         self.delete(&[key.to_owned()]).await
     }
+
+    /// Copies `source` to `destination` within the bucket (S3's CopyObject with the `COPY`
+    /// metadata directive): the body is streamed, and the HTTP metadata, custom metadata and
+    /// storage class are kept. The copy is a new object with its own version and upload time.
+    ///
+    /// # Errors
+    ///
+    /// [`R2Error::NoSuchKey`] when `source` does not exist.
+    async fn copy_object(&self, source: &str, destination: &str) -> R2Result<R2Object> {
+        let found = self
+            .get(source, GetOptions::default())
+            .await?
+            .and_then(R2GetResult::into_body)
+            .ok_or_else(|| R2Error::NoSuchKey {
+                key: source.to_owned(),
+            })?;
+        let options = PutOptions {
+            http_metadata: found.object.http_metadata.clone(),
+            custom_metadata: found.object.custom_metadata.clone(),
+            storage_class: Some(found.object.storage_class),
+            ..Default::default()
+        };
+        self.put(destination, R2Body::Stream(found.body), options)
+            .await?
+            .ok_or(R2Error::PreconditionFailed)
+    }
 }
 
 impl<B: R2Bucket + ?Sized> R2BucketExt for B {}
@@ -1198,6 +1224,13 @@ const GIB: u64 = 1024 * MIB;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum R2Error {
+    /// The key does not exist, where an operation needs it to (the binding's `get` and
+    /// `head` answer `None` instead).
+    #[error("The specified key does not exist: {key}")]
+    NoSuchKey {
+        /// The key.
+        key: String,
+    },
     /// The key is empty or too long.
     #[error("The specified object name is not valid: {reason}")]
     InvalidObjectName {
@@ -1392,6 +1425,7 @@ impl R2Error {
     /// R2's v4 code for this error.
     pub fn v4_code(&self) -> u32 {
         match self {
+            R2Error::NoSuchKey { .. } => NO_SUCH_KEY,
             R2Error::InvalidObjectName { .. } => 10020,
             R2Error::MetadataTooLarge { .. } => 10012,
             R2Error::EntityTooLarge { .. } => 100100,
@@ -1441,7 +1475,9 @@ impl PlatformError for R2Error {
             R2Error::MetadataTooLarge { .. } | R2Error::EntityTooLarge { .. } => {
                 ErrorKind::TooLarge
             }
-            R2Error::NoSuchUpload { .. } | R2Error::NoSuchBucket { .. } => ErrorKind::NotFound,
+            R2Error::NoSuchKey { .. }
+            | R2Error::NoSuchUpload { .. }
+            | R2Error::NoSuchBucket { .. } => ErrorKind::NotFound,
             R2Error::PreconditionFailed => ErrorKind::PreconditionFailed,
             R2Error::BucketAlreadyExists { .. } => ErrorKind::AlreadyExists,
             R2Error::BucketNotEmpty { .. } => ErrorKind::Conflict,

@@ -137,6 +137,7 @@ macro_rules! r2_conformance {
                 deleting_a_non_empty_bucket_fails_with_10008,
                 unknown_bucket_is_no_such_bucket_with_10006,
                 concurrent_puts_to_distinct_keys_all_succeed,
+                copy_object_copies_body_and_metadata_and_missing_source_is_10007,
                 reader_of_an_overwritten_object_reads_the_old_body_whole,
             ]
         );
@@ -2130,5 +2131,46 @@ pub async fn reader_of_an_overwritten_object_reads_the_old_body_whole(
     let got = reading.bytes().await?;
     ensure!(got == old, "the old body changed under its reader");
     ensure!(s.bucket.head("k").await?.is_none(), "delete did not take");
+    Ok(())
+}
+
+/// `copy_object` streams the body and keeps metadata and class; a missing source is
+/// NoSuchKey (10007, 404).
+pub async fn copy_object_copies_body_and_metadata_and_missing_source_is_10007(
+    f: &dyn R2Factory,
+) -> TestResult {
+    let s = open(f).await;
+    let data = body(3 * MIB + 5, 9);
+    let opts = PutOptions {
+        http_metadata: HttpMetadata {
+            content_type: Some("image/png".into()),
+            ..Default::default()
+        },
+        custom_metadata: [("k".to_owned(), "v".to_owned())].into(),
+        storage_class: Some(StorageClass::InfrequentAccess),
+        ..Default::default()
+    };
+    let src = s
+        .bucket
+        .put("src", R2Body::Bytes(data.clone()), opts.clone())
+        .await?
+        .ok_or("put returned None")?;
+    s.clock.advance_secs(1);
+    let copy = s.bucket.copy_object("src", "dst").await?;
+    ensure_eq!(copy.etag, src.etag);
+    ensure!(
+        copy.version != src.version,
+        "the copy shares the source's version"
+    );
+    ensure_eq!(copy.http_metadata, opts.http_metadata);
+    ensure_eq!(copy.custom_metadata, opts.custom_metadata);
+    ensure_eq!(copy.storage_class, StorageClass::InfrequentAccess);
+    ensure!(
+        s.bucket.get_bytes("dst").await? == Some(data),
+        "copied body differs"
+    );
+    let e = expect_err(s.bucket.copy_object("nope", "x").await, "copy")?;
+    ensure_eq!(code(&e), 10007);
+    ensure_eq!(e.http_status(), 404);
     Ok(())
 }
