@@ -146,6 +146,7 @@ impl PullConsumer for PullHandle {
                 queue: self.state.id,
                 items,
                 policy: self.policy,
+                batch: false,
             };
             self.shared.committer.submit(op).await?;
         }

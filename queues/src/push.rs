@@ -258,6 +258,7 @@ async fn deliver(
         queue: state.id,
         items,
         policy,
+        batch: true,
     };
     if let Err(e) = shared.committer.submit(op).await {
         tracing::error!(queue = %state.name, error = %e, "settling a batch failed; its messages will be delivered again");

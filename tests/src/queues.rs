@@ -97,6 +97,7 @@ macro_rules! queues_conformance {
                 handler_success_acks_every_message,
                 handler_error_retries_every_message_not_explicitly_acked,
                 explicit_retry_redelivers_with_attempts_incremented,
+                large_batch_acks_remove_only_the_acked_messages,
                 retry_delay_holds_the_message_until_the_clock_passes_it,
                 retry_all_retries_messages_without_an_explicit_call,
                 ack_all_wins_over_a_handler_error,
@@ -848,6 +849,44 @@ pub async fn explicit_retry_redelivers_with_attempts_incremented(
         ensure_eq!(again.id(), first.id());
         ensure_eq!(again.timestamp_ms(), first.timestamp_ms());
     }
+    backlog_reaches(&*p, 0).await?;
+    c.shutdown().await;
+    Ok(())
+}
+
+/// In a full batch of 100, acked messages leave the queue and the retried ones come back,
+/// whatever their positions.
+pub async fn large_batch_acks_remove_only_the_acked_messages(f: &dyn QueueFactory) -> TestResult {
+    let s = open(f).await;
+    let p = s.broker.producer("q").await?;
+    let batch: Vec<_> = (0..100)
+        .map(|i| MessageSendRequest::json(format!("{i}")))
+        .collect();
+    p.send_batch(batch, SendBatchOptions::default()).await?;
+    let (h, mut batches) = probe(|b| {
+        for m in b.messages() {
+            let n: u32 = String::from_utf8_lossy(m.body()).parse().unwrap_or(0);
+            if m.attempts() == 1 && n % 10 == 3 {
+                m.retry(RetryOptions::delay(60));
+            }
+        }
+        Ok(())
+    });
+    let c = s.broker.start_push_consumer("q", immediate(100), h).await?;
+    ensure_eq!(batches.next().await?.messages().len(), 100);
+    backlog_reaches(&*p, 10).await?;
+    ensure_eq!(p.metrics().await?.backlog_bytes, 19); // "3", "13", ..., "93"
+    s.clock.advance_secs(60);
+    let mut back = Vec::new();
+    while back.len() < 10 {
+        let b = batches.next().await?;
+        for m in b.messages() {
+            ensure_eq!(m.attempts(), 2);
+            back.push(String::from_utf8_lossy(m.body()).parse::<u32>()?);
+        }
+    }
+    back.sort_unstable();
+    ensure_eq!(back, (0..10).map(|i| i * 10 + 3).collect::<Vec<u32>>());
     backlog_reaches(&*p, 0).await?;
     c.shutdown().await;
     Ok(())
