@@ -986,7 +986,7 @@ pub async fn return_metadata_indexed_returns_only_indexed_properties(
     let r = ix.query(&[1.0, 0.0], o).await?;
     ensure_eq!(
         r.matches[0].metadata.clone().map(Value::Object),
-        Some(json!({"genre": "drama", "info": {"year": 2001.0}}))
+        Some(json!({"genre": "drama", "info": {"year": 2001}}))
     );
     Ok(())
 }

@@ -14,6 +14,7 @@ use bindery_core::vectorize::{
     VectorMatch, VectorizeError, VectorizeLimits, VectorizeResult,
 };
 use parking_lot::{Mutex, RwLock, RwLockWriteGuard};
+use serde_json::Value;
 
 use crate::bits::Bits;
 use crate::distance::{self, Kind};
@@ -113,6 +114,10 @@ pub(crate) struct Inner {
 /// One Vectorize index on disk: a redb store plus an HNSW graph in memory.
 ///
 /// Cloning is cheap; clones share the index. See the crate docs for the engine.
+///
+/// Dropping the last handle writes the graph snapshot (if anything changed since the last
+/// one) on the dropping thread; in async code, call [`VectorizeIndex::flush`] first so that
+/// the write happens on the blocking pool and the drop has nothing left to do.
 #[derive(Clone)]
 pub struct VectorizeIndex {
     inner: Arc<Inner>,
@@ -842,7 +847,12 @@ impl Inner {
                             if r.seq > *created
                                 && let Some(key) = indexed_value(m, p, *ty, max_str)
                             {
-                                place(&mut out, p, key.to_json());
+                                // Numbers and booleans as written; strings as indexed.
+                                let value = match key {
+                                    crate::metadata::Key::Str(_) => key.to_json(),
+                                    _ => metadata::lookup(m, p).cloned().unwrap_or(Value::Null),
+                                };
+                                place(&mut out, p, value);
                             }
                         }
                         (!out.is_empty()).then_some(out)
