@@ -19,6 +19,11 @@ use crate::engine::{Engine, Op, Reply};
 /// Most ops in one transaction.
 const MAX_BATCH: usize = 1024;
 
+/// How long the committer waits, at most, for the writers of its previous commit to return
+/// (`GATHER_ROUNDS` pauses of `GATHER_PAUSE`).
+const GATHER_PAUSE: std::time::Duration = std::time::Duration::from_micros(50);
+const GATHER_ROUNDS: usize = 4;
+
 struct Request {
     op: Op,
     reply: oneshot::Sender<QueueResult<Reply>>,
@@ -84,14 +89,28 @@ fn run(
     poisoned: Arc<Mutex<Option<String>>>,
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    // Writers answered by the previous commit need a moment to send their next op; when
+    // that commit served several, wait briefly for as many to return so they share the next
+    // fsync instead of splitting into a small commit and a large one. A lone writer never
+    // waits.
+    let mut last_batch = 0usize;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
+        let mut waited = 0;
+        loop {
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
             }
+            if batch.len() >= last_batch.min(MAX_BATCH) || waited >= GATHER_ROUNDS {
+                break;
+            }
+            std::thread::sleep(GATHER_PAUSE);
+            waited += 1;
         }
+        last_batch = batch.len();
         let mut replies = Vec::with_capacity(batch.len());
         let mut ops = Vec::with_capacity(batch.len());
         for r in batch.drain(..) {
