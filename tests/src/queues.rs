@@ -106,6 +106,7 @@ macro_rules! queues_conformance {
                 exhausted_message_moves_to_the_dead_letter_queue_keeping_id_and_timestamp,
                 max_concurrency_bounds_the_batches_in_flight,
                 empty_queue_never_invokes_the_handler,
+                push_consumer_delivers_delayed_messages_as_the_clock_reaches_each,
                 panicking_handler_counts_as_a_failure,
                 push_consumer_settings_out_of_range_are_rejected,
                 shutdown_stops_delivery_and_a_new_consumer_resumes,
@@ -1137,6 +1138,34 @@ pub async fn max_concurrency_bounds_the_batches_in_flight(f: &dyn QueueFactory) 
     .await
     .map_err(|_| "not every batch finished")?;
     ensure_eq!(gate.peak.load(Ordering::SeqCst), 2);
+    c.shutdown().await;
+    Ok(())
+}
+
+/// Delayed messages reach a push consumer one by one as the clock passes each delay, in
+/// the order they become visible.
+pub async fn push_consumer_delivers_delayed_messages_as_the_clock_reaches_each(
+    f: &dyn QueueFactory,
+) -> TestResult {
+    let s = open(f).await;
+    let p = s.broker.producer("q").await?;
+    let (h, mut batches) = probe(|_| Ok(()));
+    let c = s.broker.start_push_consumer("q", immediate(10), h).await?;
+    for delay in [30, 10, 20] {
+        p.send(
+            json(&delay.to_string()),
+            SendOptions {
+                delay_seconds: Some(delay),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    for want in ["10", "20", "30"] {
+        s.clock.advance_secs(10);
+        ensure_eq!(bodies(&batches.next().await?), vec![want.to_string()]);
+    }
+    backlog_reaches(&*p, 0).await?;
     c.shutdown().await;
     Ok(())
 }
