@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use bindery_core::ByteStream;
 use bindery_core::r2::{ChecksumAlgorithm, R2Body, R2Error, R2Result};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use md5::{Digest, Md5};
 use parking_lot::Mutex;
@@ -31,9 +31,6 @@ pub(crate) const CHUNK: usize = 1 << 20;
 /// Chunks in flight between the stages of a put or a get. Memory per stream is bounded by
 /// about `DEPTH * CHUNK` per stage.
 const DEPTH: usize = 4;
-
-/// Size of the buffer read chunks are cut from: room for the chunks in flight plus two.
-const READ_POOL: usize = (DEPTH + 2) * CHUNK;
 
 /// Bytes written between two background flushes of a large body.
 const FLUSH_EVERY: usize = 32 << 20;
@@ -528,7 +525,6 @@ fn pump(
     tx: &mpsc::Sender<io::Result<Bytes>>,
 ) -> io::Result<()> {
     let end = offset + length;
-    let mut pool = BytesMut::with_capacity(READ_POOL);
     for seg in segments {
         let seg_end = seg.start + seg.size;
         if seg_end <= offset || seg.start >= end {
@@ -543,15 +539,17 @@ fn pump(
         let mut left = to - from;
         while left > 0 {
             let n = (left as usize).min(CHUNK);
-            // Chunks are cut from one buffer; once the consumer has dropped them, `reserve`
-            // takes the whole buffer back instead of allocating (and faulting in) a new one.
-            if pool.capacity() < n {
-                pool.reserve(READ_POOL);
+            // `read_to_end` fills the spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(n);
+            (&mut file).take(n as u64).read_to_end(&mut buf)?;
+            if buf.len() != n {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("blob {} is shorter than the index says", seg.blob),
+                ));
             }
-            pool.resize(n, 0);
-            file.read_exact(&mut pool[..n])?;
             left -= n as u64;
-            if tx.blocking_send(Ok(pool.split_to(n).freeze())).is_err() {
+            if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                 return Ok(());
             }
         }
