@@ -177,8 +177,12 @@ impl BlobDir {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             if !live.contains(name) {
-                std::fs::remove_file(entry.path())?;
-                removed += 1;
+                // A handle being dropped may be removing its spare files at the same time.
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         if removed > 0 {
