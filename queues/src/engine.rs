@@ -481,10 +481,10 @@ impl Cx<'_, '_> {
                 messages,
                 max_backlog_bytes,
             } => self.send(queue, messages, max_backlog_bytes),
-            Op::Snapshot { .. } => Err(QueueError::engine(
+            Op::Snapshot { .. } => Ok(Err(QueueError::engine(
                 "snapshot",
                 "a snapshot cannot be taken inside a write transaction",
-            )),
+            ))),
             Op::Lease {
                 queue,
                 max,
@@ -685,6 +685,7 @@ impl Cx<'_, '_> {
         policy: RetryPolicy,
     ) -> QueueResult<Reply> {
         let mut out = Vec::new();
+        let mut leased = HashSet::new();
         let mut after = Bound::Included((q, 0, 0));
         while out.len() < max {
             let want = max - out.len();
@@ -704,6 +705,11 @@ impl Cx<'_, '_> {
             let Some(&(last, _)) = keys.last() else { break };
             after = Bound::Excluded(last);
             for ((_, va, is), seq) in keys {
+                // With a zero visibility timeout a leased message is ready again at once;
+                // one pull hands it out only once.
+                if !leased.insert(seq) {
+                    continue;
+                }
                 let Some(mut rec) = self.get(q, seq)? else {
                     self.t.visible.remove((q, va, is)).map_err(err("write"))?;
                     self.dirty = true;

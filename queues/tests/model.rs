@@ -46,7 +46,7 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         3 => (1usize..4, proptest::option::of(0u64..4))
             .prop_map(|(count, delay_secs)| Step::Send { count, delay_secs }),
-        3 => (1usize..6, 500u64..4000)
+        3 => (1usize..6, prop_oneof![Just(0u64), 500u64..4000])
             .prop_map(|(batch, visibility_ms)| Step::Pull { batch, visibility_ms }),
         2 => any::<usize>().prop_map(|lease| Step::Ack { lease }),
         1 => (any::<usize>(), 0u64..3).prop_map(|(lease, delay_secs)| Step::Retry { lease, delay_secs }),
