@@ -216,12 +216,20 @@ impl BlobDir {
     }
 }
 
-impl Drop for BlobDir {
-    /// A clean close removes the spare files, so that only a crash leaves files to reclaim.
-    fn drop(&mut self) {
-        for id in self.spares.get_mut().drain(..) {
+impl BlobDir {
+    /// Removes the spare files now (a clean close), so that only a crash leaves files for
+    /// the next open to reclaim.
+    pub fn discard_spares(&self) {
+        let spares: Vec<String> = self.spares.lock().drain(..).collect();
+        for id in spares {
             unlink(&self.path.join(id));
         }
+    }
+}
+
+impl Drop for BlobDir {
+    fn drop(&mut self) {
+        self.discard_spares();
     }
 }
 

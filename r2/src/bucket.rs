@@ -171,6 +171,7 @@ impl Drop for Inner {
             task.abort();
         }
         self.blobs.settle();
+        self.blobs.discard_spares();
     }
 }
 
