@@ -66,6 +66,13 @@ pub fn run() {
         db.exec("CREATE TABLE w (id INTEGER PRIMARY KEY, v TEXT)")
             .await
             .expect("schema");
+        let history = db.history_bytes().await as f64;
+        let size = db.size().await.expect("size") as f64;
+        figure(
+            "d1.time_travel_overhead",
+            history / size.max(1.0),
+            "archive bytes per database byte (after the insert and select runs)",
+        );
         let db: Arc<dyn D1Database> = Arc::new(db);
         let c1 = commit_rate(&db, 1).await;
         figure("d1.commit_durable_1", c1, "commits/s");
@@ -73,6 +80,27 @@ pub fn run() {
         figure("d1.commit_durable_64", c64, "commits/s");
         (insert, d1_select, raw_select, c1, c64)
     });
+    let c64_off = rt.block_on(async {
+        let db = Database::builder()
+            .limits(D1Limits::unbounded())
+            .time_travel(false)
+            .open(dir.path().join("no-history.sqlite"))
+            .await
+            .expect("open");
+        db.exec("CREATE TABLE w (id INTEGER PRIMARY KEY, v TEXT)")
+            .await
+            .expect("schema");
+        let db: Arc<dyn D1Database> = Arc::new(db);
+        commit_rate(&db, 64).await
+    });
+    figure("d1.commit_durable_64.time_travel_off", c64_off, "commits/s");
+    figure(
+        "d1.commit_overhead_time_travel",
+        (1.0 - c64 / c64_off) * 100.0,
+        "% of commit throughput (64 writers, archiving on vs off)",
+    );
+    let restore_secs = rt.block_on(restore_1gb(&dir));
+    figure("d1.restore_1gb", restore_secs, "s");
 
     let (tenants_secs, tenants_rss) = rt.block_on(tenants(&dir, 10_000));
     figure("d1.open_10k_tenants", tenants_secs, "s");
@@ -95,6 +123,12 @@ pub fn run() {
         ">= 1",
     );
     ratio("60/d1.import_100mb", 60.0 / import_secs, ">= 1");
+    ratio(
+        "d1.commit_durable_64/d1.commit_durable_64.time_travel_off",
+        c64 / c64_off,
+        ">= 0.85",
+    );
+    ratio("30/d1.restore_1gb", 30.0 / restore_secs, ">= 1");
 }
 
 /// Rows per second inserted through `batch`, 1,000 single-row INSERTs per batch, from
@@ -316,6 +350,52 @@ async fn import_100mb(dir: &tempfile::TempDir) -> f64 {
     let r = db.import(stream).await.expect("import");
     let secs = start.elapsed().as_secs_f64();
     assert!(r.bytes >= 100_000_000);
+    secs
+}
+
+/// Seconds to restore a 1 GB database to a point one hour back (by the clock): the
+/// database is loaded, two hours pass, small commits follow, one more hour passes, and the
+/// database is restored to the state of one hour ago.
+async fn restore_1gb(dir: &tempfile::TempDir) -> f64 {
+    let clock = bindery_core::ManualClock::at_2026();
+    let db = Database::builder()
+        .clock(clock.shared())
+        .limits(D1Limits::unbounded())
+        .durability(bindery_d1::Durability::ProcessCrashOnly)
+        .open(dir.path().join("big.sqlite"))
+        .await
+        .expect("open");
+    db.exec("CREATE TABLE big (id INTEGER PRIMARY KEY, payload BLOB)")
+        .await
+        .expect("schema");
+    let fill = D1Statement::new(
+        "INSERT INTO big (payload) SELECT randomblob(1000) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 50000) SELECT x FROM c)",
+    );
+    while db.size().await.expect("size") < 1_000_000_000 {
+        db.run(&fill).await.expect("fill");
+        clock.advance_secs(60);
+    }
+    clock.advance_secs(2 * 3600);
+    for i in 0..20i64 {
+        db.run(
+            &D1Statement::new("UPDATE big SET payload = zeroblob(10) WHERE id = ?").bind([i + 1]),
+        )
+        .await
+        .expect("small commit");
+        clock.advance_secs(300);
+    }
+    clock.advance_secs(3600);
+    let target = bindery_core::d1::D1RestoreTarget::TimestampMs(
+        bindery_core::Clock::now_ms(&clock) - 3_600_000,
+    );
+    let start = Instant::now();
+    db.restore(target).await.expect("restore");
+    let secs = start.elapsed().as_secs_f64();
+    let n = db
+        .first_column(&D1Statement::new("SELECT count(*) AS n FROM big"), "n")
+        .await
+        .expect("count");
+    assert!(n.and_then(|v| v.as_i64()).unwrap_or(0) > 0);
     secs
 }
 

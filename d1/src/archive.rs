@@ -215,6 +215,8 @@ pub(crate) struct Archive {
     pub since_snapshot: u64,
     /// Whether appended records may not be on disk yet.
     dirty: bool,
+    /// Whether files were created whose folder entries are not synced yet.
+    new_entries: bool,
 }
 
 fn io_at(what: &str, path: &Path, e: io::Error) -> io::Error {
@@ -263,11 +265,15 @@ impl Archive {
             wal: WalPosition::default(),
             since_snapshot: 0,
             dirty: false,
+            new_entries: false,
         };
         let db_pages = a.add_snapshot_from(db_file, 0, time_ms)?;
+        // The marker and an empty snapshot have no data to sync; the folder sync that ends
+        // the first segment makes all three files durable. An archive whose first record was
+        // lost still has its snapshot, which names commit 0.
+        File::create(a.dir.join("archive"))?;
+        a.new_entries = true;
         a.append_snapshot_record(0, time_ms, db_pages)?;
-        File::create(a.dir.join("archive"))?.sync_all()?;
-        sync_dir(&a.dir)?;
         Ok(a)
     }
 
@@ -307,6 +313,7 @@ impl Archive {
             wal: WalPosition::default(),
             since_snapshot: 0,
             dirty: false,
+            new_entries: false,
         };
         let last = segments.last().copied();
         for first in segments {
@@ -420,7 +427,9 @@ impl Archive {
         let f = OpenOptions::new().create(true).append(true).open(&path)?;
         let len = f.metadata()?.len();
         self.segment = Some((first, BufWriter::with_capacity(1 << 20, f), len));
-        sync_dir(&self.dir)
+        // The segment's folder entry is made durable with its first flush.
+        self.new_entries = true;
+        Ok(())
     }
 
     fn append(&mut self, h: &Header, pages: &[(u32, &[u8])]) -> io::Result<()> {
@@ -538,9 +547,13 @@ impl Archive {
             File::create(&tmp)?;
             0
         };
-        File::open(&tmp)?.sync_all()?;
+        if len > 0 {
+            File::open(&tmp)?.sync_all()?;
+        }
         fs::rename(&tmp, &dest)?;
-        sync_dir(&self.dir)?;
+        if seq > 0 {
+            sync_dir(&self.dir)?;
+        }
         if self.page_size == 0 && len >= 100 {
             let mut hdr = [0u8; 18];
             File::open(&dest)?.read_exact(&mut hdr)?;
@@ -563,6 +576,10 @@ impl Archive {
             if self.dirty {
                 w.get_ref().sync_data()?;
             }
+        }
+        if self.new_entries {
+            sync_dir(&self.dir)?;
+            self.new_entries = false;
         }
         self.dirty = false;
         Ok(())

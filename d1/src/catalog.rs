@@ -139,6 +139,26 @@ impl Catalog {
     }
 
     fn cell(&self, name: &str) -> Arc<OnceCell<Database>> {
+        let mut evicted = Vec::new();
+        let cell = self.cell_evicting(name, &mut evicted);
+        if !evicted.is_empty() {
+            // Closing a database waits for its writer to finish and sync: never under the
+            // catalog's lock, and never on an async worker.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(move || drop(evicted));
+                }
+                Err(_) => drop(evicted),
+            }
+        }
+        cell
+    }
+
+    fn cell_evicting(
+        &self,
+        name: &str,
+        evicted: &mut Vec<Arc<OnceCell<Database>>>,
+    ) -> Arc<OnceCell<Database>> {
         let mut lru = self.shared.lru.lock();
         lru.tick += 1;
         let tick = lru.tick;
@@ -162,8 +182,10 @@ impl Catalog {
             let Some((&oldest, _)) = lru.order.iter().next() else {
                 break;
             };
-            if let Some(victim) = lru.order.remove(&oldest) {
-                lru.map.remove(&victim);
+            if let Some(victim) = lru.order.remove(&oldest)
+                && let Some(e) = lru.map.remove(&victim)
+            {
+                evicted.push(e.cell);
             }
         }
         cell
@@ -336,15 +358,16 @@ impl D1Catalog for Catalog {
 
     async fn delete(&self, name: &str) -> D1Result<()> {
         validate_name(name)?;
-        if let Some(cell) = self.forget(name)
-            && let Some(db) = cell.get()
-        {
+        let cell = self.forget(name);
+        if let Some(db) = cell.as_ref().and_then(|c| c.get()) {
             db.inner.deleted.store(true, Ordering::Release);
         }
         let path = self.path_of(name);
         let root = self.shared.root.clone();
         let owned = name.to_owned();
         run_blocking(move || {
+            // Closing the database (if this was its last handle) blocks: do it here.
+            drop(cell);
             if !path.exists() {
                 return Err(D1Error::NotFound { name: owned });
             }

@@ -487,14 +487,16 @@ impl D1Database for Database {
             && !self.inner.replicas.is_empty()
         {
             let checked = statement::check(stmt, &self.inner.limits)?;
-            if checked.looks_read_only && !checked.has_pragma
-                && let Some((result, seq)) = self.read_on_replica(stmt, at_least).await? {
-                    let bookmark = tt.bookmark_of(seq);
-                    return Ok(D1Response {
-                        results: vec![result],
-                        bookmark: Some(bookmark),
-                    });
-                }
+            if checked.looks_read_only
+                && !checked.has_pragma
+                && let Some((result, seq)) = self.read_on_replica(stmt, at_least).await?
+            {
+                let bookmark = tt.bookmark_of(seq);
+                return Ok(D1Response {
+                    results: vec![result],
+                    bookmark: Some(bookmark),
+                });
+            }
         }
         let results = self.run_statements(statements).await?;
         Ok(D1Response {

@@ -98,6 +98,8 @@ pub(crate) struct TimeTravel {
     seq: AtomicU64,
     last_time: AtomicU64,
     answered: AtomicU64,
+    /// WAL bytes archived since the last checkpoint.
+    since_checkpoint: AtomicU64,
 }
 
 impl TimeTravel {
@@ -142,6 +144,7 @@ impl TimeTravel {
             seq: AtomicU64::new(last.map_or(0, |l| l.seq)),
             last_time: AtomicU64::new(last.map_or(0, |l| l.time_ms)),
             answered: AtomicU64::new(0),
+            since_checkpoint: AtomicU64::new(0),
             archive: Mutex::new(archive),
             clock,
             retention_ms: retention_secs.saturating_mul(1000),
@@ -174,15 +177,20 @@ impl TimeTravel {
         let mut a = self.archive.lock();
         let (commits, page_size) = wal::read_commits(&wal_path(&self.db_path), a.wal)
             .map_err(|e| tt_err("reading the WAL", e))?;
+        let mut bytes = 0u64;
         for c in &commits {
             let seq = self.seq.load(Ordering::Acquire) + 1;
             let time = self.commit_time();
             a.append_commit(seq, time, c, page_size)
                 .map_err(|e| tt_err("archiving a commit", e))?;
             self.seq.store(seq, Ordering::Release);
+            bytes += c.pages.len() as u64 * (u64::from(page_size) + 24);
         }
-        let wal_len = fs::metadata(wal_path(&self.db_path)).map_or(0, |m| m.len());
-        if wal_len >= self.cadence.checkpoint_wal_bytes {
+        // The WAL file keeps its size after a checkpoint (SQLite reuses it from the start),
+        // so what counts is what was written since the last one.
+        let since = self.since_checkpoint.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if since >= self.cadence.checkpoint_wal_bytes {
+            self.since_checkpoint.store(0, Ordering::Release);
             self.checkpoint(&mut a, conn)?;
         }
         Ok(())

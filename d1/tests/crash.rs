@@ -187,7 +187,7 @@ fn acknowledged_batches_survive_sigkill_and_the_database_stays_intact() {
 }
 
 const TT_CHILD_ENV: &str = "BINDERY_D1_TT_CRASH_CHILD";
-const TT_ITERATIONS: u64 = 40;
+const TT_ITERATIONS: u64 = 25;
 
 fn tt_builder() -> bindery_d1::D1Builder {
     Database::builder()
