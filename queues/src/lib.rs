@@ -33,6 +33,13 @@
 //! per table. The quick report (`bindery-benches quick queues`) measures sends alone and in
 //! a crowd, 100-message batches, send-to-ack throughput and a million delayed messages.
 //!
+//! redb against SQLite, measured on this workload (commits of 1,000 messages of 150 bytes
+//! into a log table and a visibility index, each commit fsynced; three runs on a busy
+//! two-core machine): appends 120k to 250k messages/s on redb and 135k to 353k on SQLite
+//! (WAL, `synchronous=FULL`); deletes by key 176k to 336k and 302k to 324k; redb's range
+//! deletes 243k to 837k. The engines are close on appends and redb's range pass makes acks
+//! cheapest, so the queue log is on redb (as is KV).
+//!
 //! # Serving Workers
 //!
 //! A push handler is an `Arc<dyn QueueHandler>` that receives a
