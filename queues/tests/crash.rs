@@ -2,8 +2,9 @@
 //!
 //! The parent runs this test binary again as a child (`crash_child_process`, enabled by an
 //! environment variable) 120 times on one store. Each child runs four producers (single
-//! sends and 5-message batches) and a push consumer, and is killed with SIGKILL after a
-//! random 20 to 150 ms. Producers log a body only after its send returned `Ok`; the handler
+//! sends and 5-message batches) and a push consumer, and is killed with SIGKILL a random 5
+//! to 100 ms after it has started them (every tenth child is killed while still opening the
+//! store). Producers log a body only after its send returned `Ok`; the handler
 //! logs every body it is given. The logs are plain appends, which survive a process kill.
 //! Finally the parent drains the store with a consumer of its own and checks:
 //!
@@ -95,7 +96,10 @@ async fn crash_child_process() {
         let delivered = Arc::clone(&delivered);
         handler_fn(move |batch| {
             for m in batch.messages() {
-                append(&delivered, &String::from_utf8_lossy(m.body()));
+                append(
+                    &delivered,
+                    &format!("{iter} {}", String::from_utf8_lossy(m.body())),
+                );
             }
             async { Ok(()) }
         })
@@ -105,6 +109,7 @@ async fn crash_child_process() {
         .await
         .expect("consumer");
     let producer = queues.producer("crash").await.expect("producer");
+    std::fs::write(dir.join(format!("ready-{iter}")), b"").expect("ready marker");
     let mut tasks = Vec::new();
     for p in 0..4 {
         let producer = Arc::clone(&producer);
@@ -167,7 +172,17 @@ fn acknowledged_sends_survive_sigkill_and_are_delivered_at_least_once() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn child");
-        std::thread::sleep(Duration::from_millis(rand::random_range(20..150)));
+        // Most children are killed while producing and consuming; every tenth while it is
+        // still opening (and possibly recovering) the store.
+        if iter % 10 != 9 {
+            let marker = dir.path().join(format!("ready-{iter}"));
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !marker.exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert!(marker.exists(), "child {iter} did not start within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(rand::random_range(5..100)));
         child.kill().expect("SIGKILL child");
         child.wait().expect("reap child");
     }
@@ -218,10 +233,20 @@ fn acknowledged_sends_survive_sigkill_and_are_delivered_at_least_once() {
 
     let sent = lines(&dir.path().join("sent.log"));
     let mut deliveries: HashMap<String, usize> = HashMap::new();
-    for body in lines(&dir.path().join("delivered.log"))
-        .into_iter()
-        .chain(drained)
-    {
+    // (process, body): a message is delivered at most once per process lifetime; only a
+    // crash may deliver it again.
+    let mut per_process: HashSet<String> = HashSet::new();
+    let logged = lines(&dir.path().join("delivered.log"));
+    let drained = drained.into_iter().map(|b| format!("drain {b}"));
+    for line in logged.into_iter().chain(drained) {
+        assert!(
+            per_process.insert(line.clone()),
+            "delivered twice by one process: {line}"
+        );
+        let body = line
+            .split_once(' ')
+            .map_or(line.as_str(), |(_, b)| b)
+            .to_owned();
         *deliveries.entry(body).or_default() += 1;
     }
     let lost: Vec<&String> = sent
