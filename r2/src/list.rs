@@ -62,6 +62,9 @@ impl Position {
     }
 }
 
+/// Rows read per query when listing with a delimiter.
+const DELIMITED_BATCH: usize = 64;
+
 /// Validates a page size.
 pub(crate) fn page_limit(limit: Option<usize>, limits: &R2Limits) -> R2Result<usize> {
     let max = limits.max_list_limit;
@@ -93,7 +96,13 @@ pub(crate) fn list(
 
     let mut objects = Vec::new();
     let mut delimited_prefixes = Vec::new();
-    let batch = limit + 1;
+    // With a delimiter, a batch may end at its first row (a rolled-up prefix), so batches
+    // stay small: rolling up many prefixes must not read `limit` rows for each.
+    let batch = if delimiter.is_some() {
+        (limit + 1).min(DELIMITED_BATCH)
+    } else {
+        limit + 1
+    };
     'pages: loop {
         let rows = fetch(conn, &pos, upper.as_deref(), batch)?;
         let exhausted = rows.len() < batch;

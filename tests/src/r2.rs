@@ -108,6 +108,7 @@ macro_rules! r2_conformance {
                 list_paginates_with_cursor_while_truncated,
                 list_with_delimiter_rolls_keys_up_into_delimited_prefixes,
                 list_with_delimiter_paginates_past_rolled_up_prefixes,
+                list_with_delimiter_over_many_keys_returns_each_once,
                 list_start_after_skips_up_to_and_including_that_key,
                 list_limit_outside_1_to_1000_is_rejected_with_10022,
                 garbage_list_cursor_is_rejected,
@@ -1282,6 +1283,61 @@ pub async fn list_with_delimiter_paginates_past_rolled_up_prefixes(
     }
     ensure_eq!(prefixes, vec!["d0/", "d1/", "d2/", "d3/", "d4/"]);
     ensure_eq!(objects, vec!["e0", "e1", "e2", "e3", "e4"]);
+    Ok(())
+}
+
+/// Hundreds of keys and rolled-up prefixes, in pages of several sizes, each appear once.
+pub async fn list_with_delimiter_over_many_keys_returns_each_once(f: &dyn R2Factory) -> TestResult {
+    let s = open(f).await;
+    let mut keys = Vec::new();
+    for i in 0..150 {
+        keys.push(format!("f{i:03}"));
+        if i % 10 == 0 {
+            for j in 0..5 {
+                keys.push(format!("d{i:03}/x{j}"));
+            }
+        }
+    }
+    let mut tasks = Vec::new();
+    for chunk in keys.chunks(20) {
+        let b = Arc::clone(&s.bucket);
+        let chunk = chunk.to_vec();
+        tasks.push(tokio::spawn(async move {
+            for k in chunk {
+                b.put_bytes(&k, Bytes::from_static(b"v")).await?;
+            }
+            Ok::<_, R2Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut want_prefixes: Vec<String> =
+        (0..150).step_by(10).map(|i| format!("d{i:03}/")).collect();
+    want_prefixes.sort();
+    let want_objects: Vec<String> = (0..150).map(|i| format!("f{i:03}")).collect();
+    for limit in [1000, 100, 7] {
+        let (mut objects, mut prefixes, mut cursor) = (Vec::new(), Vec::new(), None);
+        loop {
+            let page = s
+                .bucket
+                .list(ListOptions {
+                    limit: Some(limit),
+                    delimiter: Some("/".into()),
+                    cursor: cursor.take(),
+                    ..Default::default()
+                })
+                .await?;
+            objects.extend(page.objects.into_iter().map(|o| o.key));
+            prefixes.extend(page.delimited_prefixes);
+            if !page.truncated {
+                break;
+            }
+            cursor = page.cursor;
+        }
+        ensure_eq!(objects, want_objects);
+        ensure_eq!(prefixes, want_prefixes);
+    }
     Ok(())
 }
 
