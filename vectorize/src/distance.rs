@@ -114,17 +114,18 @@ pub fn l2sq(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
-/// Hints the CPU to start loading `v` into cache (the first 256 bytes, 4 lines).
+/// Hints the CPU to start loading all of `v` into cache, so that the next distance does not
+/// stall line by line on memory.
 #[inline]
 pub fn prefetch(v: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let p = v.as_ptr().cast::<i8>();
-        let lines = (v.len() * 4).div_ceil(64).min(4);
+        let lines = (v.len() * 4).div_ceil(64);
         for i in 0..lines {
             // SAFETY: prefetching is a hint that never faults, and the address stays inside
-            // (or one line past the end of) `v`, computed with wrapping arithmetic.
+            // `v`, computed with wrapping arithmetic.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i * 64)) };
         }
     }

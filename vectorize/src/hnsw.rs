@@ -25,6 +25,8 @@ const NO_UPPER: u32 = u32::MAX;
 const NO_ENTRY: u64 = u64::MAX;
 const STRIPES: usize = 1 << 14;
 const MAX_LEVEL: u8 = 16;
+/// How many neighbours ahead of the one being measured are fetched into cache.
+const PREFETCH_AHEAD: usize = 2;
 
 /// HNSW parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,12 +479,22 @@ impl Graph {
             self.neighbours(c.node, level, &mut links);
             match walk {
                 Walk::Plain => {
-                    for (i, &n) in links.iter().enumerate() {
-                        if let Some(&next) = links.get(i + 1) {
-                            distance::prefetch(self.vector(next));
+                    // Unvisited neighbours first, so that the next vector is always being
+                    // fetched while the current one is measured.
+                    let mut n_todo = 0;
+                    for i in 0..links.len() {
+                        if !s.visit(links[i]) {
+                            links[n_todo] = links[i];
+                            n_todo += 1;
                         }
-                        if s.visit(n) {
-                            continue;
+                    }
+                    for &n in &links[..n_todo.min(PREFETCH_AHEAD)] {
+                        distance::prefetch(self.vector(n));
+                    }
+                    for i in 0..n_todo {
+                        let n = links[i];
+                        if let Some(&ahead) = links[..n_todo].get(i + PREFETCH_AHEAD) {
+                            distance::prefetch(self.vector(ahead));
                         }
                         let d = self.d(t, n);
                         if s.top.len() < ef || d < bound {
