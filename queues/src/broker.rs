@@ -98,6 +98,20 @@ impl QueuesBuilder {
         self.build(db, Durability::Immediate).await
     }
 
+    /// Opens a durable store on a custom redb storage backend, for example one that injects
+    /// I/O faults in tests. Commits are fsynced (`sync_data`) as with [`open`](Self::open).
+    pub async fn open_backend(self, backend: impl redb::StorageBackend) -> QueueResult<Queues> {
+        let cache = self.cache_bytes;
+        let db = run_blocking(move || {
+            redb::Builder::new()
+                .set_cache_size(cache)
+                .create_with_backend(backend)
+                .map_err(|e| QueueError::engine("open", e))
+        })
+        .await?;
+        self.build(db, Durability::Immediate).await
+    }
+
     /// A store held in memory only (the same engine on redb's in-memory backend).
     pub async fn memory(self) -> QueueResult<Queues> {
         let db = redb::Builder::new()

@@ -12,6 +12,8 @@
 //!   exhausted (then it moves to the dead-letter queue, keeping its id and timestamp, or is
 //!   deleted), or when it passes the queue's retention period (default 4 days). A crash at
 //!   any moment loses no acknowledged send; a batch in flight is delivered again.
+//!   After a failed commit (an I/O error, a full disk) the store answers every write with
+//!   [`QueueError::Poisoned`] until it is reopened; nothing of the failed commit is kept.
 //! - **Delays are an index, not timers.** A delayed message is an index entry keyed by the
 //!   time it becomes visible; each push consumer sleeps on one timer (the next visible-at
 //!   time) and retention on one timer for the whole store. A million delayed messages cost
