@@ -22,13 +22,31 @@
 //!   and friends are rejected as D1 rejects them. Foreign keys are enforced; `PRAGMA
 //!   defer_foreign_keys = on` defers them to the end of the statement's transaction.
 //! - Export as SQL text and import of SQL files in time linear in their size.
+//! - Time Travel (on by default): every committed transaction is archived, page by page,
+//!   with its commit time (read from the WAL before any checkpoint), plus periodic base
+//!   snapshots, for the retention window (30 days by the clock). Bookmarks name commits and
+//!   sort by age; a timestamp maps to the last commit at or before it, always the same one.
+//!   [`bindery_core::d1::D1Database::restore`] replaces the database in place, atomically
+//!   (queries running on it fail with a clear error), and returns the bookmark that undoes
+//!   it; [`Database::fork_to`] and [`Catalog::fork`] restore a point into a new database
+//!   instead. Retention pruning keeps every point inside the window restorable.
+//! - Sessions and read replicas: with [`D1Builder::read_replicas`], reads made in a session
+//!   ([`bindery_core::d1::D1Session`], or a session constraint on
+//!   [`bindery_core::d1::D1QueryOptions`]) go to replicas fed from the archive with a lag
+//!   under the clock; a replica behind the session's bookmark catches up first, so sessions
+//!   read their writes and never go back in time. `meta.served_by_primary` and
+//!   `meta.served_by_region` say who answered. Without a session the primary answers.
 //!
 //! # What it does not
 //!
 //! No network: it is the storage engine, not D1's HTTP API (the `bindery` server speaks
 //! workerd's protocol on top of it). Account-level quotas (databases per account, free-plan
 //! daily row limits) are not modelled. Nothing is retried automatically, so
-//! `meta.total_attempts` is always 1.
+//! `meta.total_attempts` is always 1. A process crash can lose the commit *times* of the
+//! last few commits from the archive (never their contents, which stay in the WAL until
+//! archived): they are archived again at the next open, stamped with that time. Only
+//! single-statement reads go to replicas; batches in a session run on the primary. In a
+//! batch, `meta.size_after` of every writing statement is the size after the whole batch.
 //!
 //! # Example
 //!

@@ -299,3 +299,66 @@ async fn a_restore_cancels_in_flight_queries_with_a_clear_error() {
         .expect("count");
     assert_eq!(n, Some(D1Value::from(1)));
 }
+
+/// Pruning removes archive and snapshots older than the window, frees disk, and keeps every
+/// restore inside the window working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_frees_old_history_and_keeps_restores_inside_the_window() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = ManualClock::at_2026();
+    let db = Database::builder()
+        .clock(clock.shared())
+        .checkpoint_wal_bytes(16 * 1024)
+        .snapshot_every_bytes(64 * 1024)
+        .open(dir.path().join("p.sqlite"))
+        .await
+        .expect("open");
+    db.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB)")
+        .await
+        .expect("schema");
+    let ins = st("INSERT INTO t (b) VALUES (randomblob(4000))");
+    for _ in 0..60 {
+        db.run(&ins).await.expect("old rows");
+        clock.advance_secs(60);
+    }
+    let old = db.bookmark().await.expect("old bookmark");
+    // A month later, more history: enough for new snapshots inside the window.
+    clock.advance_secs(31 * 24 * 3600);
+    let mut recent = Vec::new();
+    for _ in 0..60 {
+        db.run(&ins).await.expect("new rows");
+        recent.push((db.bookmark().await.expect("bookmark"), contents(&db).await));
+        clock.advance_secs(60);
+    }
+    let old_bytes = db.history_bytes().await;
+    db.prune_history().await.expect("prune");
+    // Pruning also runs whenever a snapshot is taken: by now the first snapshot and the
+    // segments of the first month are gone.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("p.sqlite.history"))
+        .expect("history")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("snap-0000000000000000-")),
+        "the first snapshot is older than the window: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n == "seg-0000000000000001.log"),
+        "the first month's segment is gone: {names:?}"
+    );
+    assert!(old_bytes > 0);
+    let e = db
+        .restore(D1RestoreTarget::Bookmark(old))
+        .await
+        .expect_err("outside the window");
+    assert!(matches!(e, D1Error::BookmarkNotFound { .. }), "{e}");
+    for (b, c) in recent.iter().step_by(7) {
+        db.restore(D1RestoreTarget::Bookmark(b.clone()))
+            .await
+            .expect("restore inside the window");
+        assert_eq!(&contents(&db).await, c);
+    }
+}
