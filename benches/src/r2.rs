@@ -73,14 +73,13 @@ pub fn run() {
     // Ceilings first; every large figure is the best of two runs, because this machine's
     // other work makes single runs noisy. The disk test's file is deleted before the put, so
     // both find the page cache in the same state.
-    let md5 = md5_mb_s();
+    let mut md5 = md5_mb_s();
     let (mut seq_w, mut seq_r) = (0f64, 0f64);
     for _ in 0..2 {
         let (w, r) = disk::seq_write_read_mb_s(GIB);
         seq_w = seq_w.max(w);
         seq_r = seq_r.max(r);
     }
-    figure("hash.md5_mb_s", md5, "MB/s");
     figure("disk.seq_write_mb_s", seq_w, "MB/s");
     figure("disk.seq_read_mb_s", seq_r, "MB/s");
 
@@ -108,6 +107,10 @@ pub fn run() {
         rt.block_on(bucket.delete(&["big".to_owned()]))
             .expect("delete");
     }
+    // The MD5 ceiling is measured again after the puts and the better kept, so that a noisy
+    // moment does not lower the bar the put is held to.
+    md5 = md5.max(md5_mb_s());
+    figure("hash.md5_mb_s", md5, "MB/s");
     figure("r2.put_1gib_mb_s", put_gib, "MB/s");
     figure("r2.get_1gib_mb_s", get_gib, "MB/s");
     figure(
