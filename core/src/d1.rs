@@ -523,8 +523,9 @@ pub struct D1QueryOptions {
 pub struct D1Response {
     /// One result per statement, in input order.
     pub results: Vec<D1QueryResult>,
-    /// The bookmark of the state the request saw or made, when the backend has bookmarks
-    /// (hand it back to the client so that its session can move forward).
+    /// For a request in a session, the bookmark of the state it saw or made, when the
+    /// backend has bookmarks (hand it back to the client so that its session can move
+    /// forward); `None` outside sessions.
     pub bookmark: Option<String>,
 }
 

@@ -177,7 +177,8 @@ pub(crate) struct Inner {
 }
 
 /// One D1 database: a SQLite file in WAL mode, one writer thread with group commit, and a
-/// pool of readers. Cheap to clone; clones share the database.
+/// pool of readers. Cheap to clone; clones share the database. Dropping the last clone waits
+/// until the writer has run the jobs it holds and synced the Time Travel archive.
 #[derive(Clone)]
 pub struct Database {
     pub(crate) inner: Arc<Inner>,
@@ -451,10 +452,12 @@ impl D1Database for Database {
         options: &D1QueryOptions,
     ) -> D1Result<D1Response> {
         let Some(session) = &options.session else {
-            // Without a session everything goes to the primary.
+            // Without a session everything goes to the primary, and no bookmark is needed.
             let results = self.run_statements(statements).await?;
-            let bookmark = self.inner.time_travel.as_ref().map(|tt| tt.bookmark());
-            return Ok(D1Response { results, bookmark });
+            return Ok(D1Response {
+                results,
+                bookmark: None,
+            });
         };
         self.check_live()?;
         let Some(tt) = self.inner.time_travel.clone() else {
