@@ -328,7 +328,12 @@ impl Engine {
             }
             let mut backlogs = Vec::with_capacity(cx.touched.len());
             for &q in &cx.touched {
-                let row = &cx.rows[&q];
+                let Some(row) = cx.rows.get(&q) else {
+                    return Err(QueueError::engine(
+                        "commit",
+                        format!("unknown queue id {q}"),
+                    ));
+                };
                 cx.t.queues
                     .insert(q, row.encode().as_slice())
                     .map_err(err("commit"))?;
@@ -846,7 +851,7 @@ impl Cx<'_, '_> {
         let mut removed = 0;
         let ids: Vec<u32> = self.rows.keys().copied().collect();
         for q in ids {
-            let retention = self.rows[&q].retention_ms();
+            let retention = self.rows.get(&q).map_or(u64::MAX, QueueRow::retention_ms);
             let mut doomed = Vec::new();
             for entry in self
                 .t
