@@ -432,7 +432,13 @@ impl Archive {
         Ok(())
     }
 
-    fn append(&mut self, h: &Header, pages: &[(u32, &[u8])]) -> io::Result<()> {
+    /// Appends a record of `h.npages` pages; `page(i, buf)` fills page `i` into `buf` (of
+    /// the page size) and returns its number.
+    fn append(
+        &mut self,
+        h: &Header,
+        mut page: impl FnMut(usize, &mut [u8]) -> io::Result<u32>,
+    ) -> io::Result<()> {
         let (first, w, len) = match self.segment.as_mut() {
             Some(s) => s,
             None => return Err(io::Error::other("the archive has no open segment")),
@@ -443,12 +449,21 @@ impl Archive {
         sum.add(&hb);
         w.write_all(&hb)?;
         let mut written = HEADER as u64;
-        for (pno, data) in pages {
+        let mut data = vec![
+            0u8;
+            if h.npages > 0 {
+                h.page_size as usize
+            } else {
+                0
+            }
+        ];
+        for i in 0..h.npages as usize {
+            let pno = page(i, &mut data)?;
             let pb = pno.to_le_bytes();
             sum.add(&pb);
-            sum.add(data);
+            sum.add(&data);
             w.write_all(&pb)?;
-            w.write_all(data)?;
+            w.write_all(&data)?;
             written += 4 + data.len() as u64;
         }
         w.write_all(&sum.finish().to_le_bytes())?;
@@ -472,23 +487,20 @@ impl Archive {
         Ok(())
     }
 
-    /// Appends one committed transaction read from the WAL.
+    /// Appends one committed transaction, streaming its pages from the WAL file.
     pub fn append_commit(
         &mut self,
         seq: u64,
         time_ms: u64,
         commit: &WalCommit,
         page_size: u32,
+        wal: &mut File,
     ) -> io::Result<()> {
         if self.segment.is_none() {
             self.new_segment(seq)?;
         }
         self.page_size = page_size;
-        let pages: Vec<(u32, &[u8])> = commit
-            .pages
-            .iter()
-            .map(|(p, d)| (*p, d.as_slice()))
-            .collect();
+        let pages: Vec<(u32, u64)> = commit.pages.iter().map(|(p, o)| (*p, *o)).collect();
         let h = Header {
             kind: Kind::Commit as u8,
             seq,
@@ -498,7 +510,12 @@ impl Archive {
             wal: commit.end,
             npages: pages.len() as u32,
         };
-        self.append(&h, &pages)?;
+        self.append(&h, |i, buf| {
+            let (pno, at) = pages[i];
+            wal.seek(SeekFrom::Start(at))?;
+            wal.read_exact(buf)?;
+            Ok(pno)
+        })?;
         self.wal = commit.end;
         Ok(())
     }
@@ -523,7 +540,9 @@ impl Archive {
             wal: WalPosition::default(),
             npages: 0,
         };
-        self.append(&h, &[])?;
+        self.append(&h, |_, _| {
+            Err(io::Error::other("a snapshot record has no pages"))
+        })?;
         self.wal = WalPosition::default();
         self.end_segment()
     }

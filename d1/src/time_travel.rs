@@ -178,10 +178,21 @@ impl TimeTravel {
         let (commits, page_size) = wal::read_commits(&wal_path(&self.db_path), a.wal)
             .map_err(|e| tt_err("reading the WAL", e))?;
         let mut bytes = 0u64;
+        let mut wal_file = if commits.is_empty() {
+            None
+        } else {
+            Some(
+                fs::File::open(wal_path(&self.db_path))
+                    .map_err(|e| tt_err("reading the WAL", e))?,
+            )
+        };
         for c in &commits {
             let seq = self.seq.load(Ordering::Acquire) + 1;
             let time = self.commit_time();
-            a.append_commit(seq, time, c, page_size)
+            let Some(wal_file) = wal_file.as_mut() else {
+                break;
+            };
+            a.append_commit(seq, time, c, page_size, wal_file)
                 .map_err(|e| tt_err("archiving a commit", e))?;
             self.seq.store(seq, Ordering::Release);
             bytes += c.pages.len() as u64 * (u64::from(page_size) + 24);

@@ -23,10 +23,12 @@ pub(crate) struct WalPosition {
     pub sums: (u32, u32),
 }
 
-/// One committed transaction: the last image of every page it wrote.
+/// One committed transaction: where the last image of every page it wrote sits in the WAL
+/// (page number to byte offset of the page data), so that archiving streams pages instead
+/// of holding a transaction in memory.
 #[derive(Debug, Default)]
 pub(crate) struct WalCommit {
-    pub pages: BTreeMap<u32, Vec<u8>>,
+    pub pages: BTreeMap<u32, u64>,
     /// Database size in pages after the commit.
     pub db_pages: u32,
     /// Where the log stands after this commit.
@@ -104,10 +106,11 @@ pub(crate) fn read_commits(path: &Path, from: WalPosition) -> io::Result<(Vec<Wa
             break;
         }
         sums = s;
+        let data_at = offset + 24;
         offset += frame_len;
         let pno = be32(&h[0..4]);
         let commit_size = be32(&h[4..8]);
-        current.pages.insert(pno, frame[24..].to_vec());
+        current.pages.insert(pno, data_at);
         if commit_size != 0 {
             current.db_pages = commit_size;
             current.end = WalPosition {
