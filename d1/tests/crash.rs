@@ -114,7 +114,7 @@ fn run_child(dir: &Path, iter: u64, rng: &mut impl Rng) -> Vec<i64> {
     if let Ok(id) = rx.recv_timeout(Duration::from_secs(20)) {
         acked.push(id);
     }
-    let delay = Duration::from_millis(rng.random_range(0..60));
+    let delay = Duration::from_millis(rng.random_range(0..40));
     let until = Instant::now() + delay;
     while let Ok(id) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
         acked.push(id);
@@ -187,7 +187,7 @@ fn acknowledged_batches_survive_sigkill_and_the_database_stays_intact() {
 }
 
 const TT_CHILD_ENV: &str = "BINDERY_D1_TT_CRASH_CHILD";
-const TT_ITERATIONS: u64 = 25;
+const TT_ITERATIONS: u64 = 15;
 
 fn tt_builder() -> bindery_d1::D1Builder {
     Database::builder()
@@ -319,7 +319,7 @@ fn killed_while_archiving_and_checkpointing_then_restores_correctly() {
         if let Ok(id) = rx.recv_timeout(Duration::from_secs(20)) {
             acked.push(id);
         }
-        let until = Instant::now() + Duration::from_millis(rng.random_range(0..80));
+        let until = Instant::now() + Duration::from_millis(rng.random_range(0..60));
         while let Ok(id) = rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
             acked.push(id);
             if Instant::now() >= until {
