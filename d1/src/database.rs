@@ -432,12 +432,19 @@ impl Database {
             return Ok(Vec::new());
         }
         if let [stmt] = statements {
-            let checked = statement::check(stmt, &self.inner.limits)?;
-            if checked.looks_read_only
-                && !checked.has_pragma
-                && let Some(r) = self.read(stmt).await?
-            {
-                return Ok(vec![r]);
+            // Statements that cannot be reads go straight to the writer, which checks them.
+            let maybe_read = matches!(
+                crate::sql_text::first_keyword(stmt.sql()).as_deref(),
+                Some("SELECT" | "WITH" | "VALUES")
+            );
+            if maybe_read {
+                let checked = statement::check(stmt, &self.inner.limits)?;
+                if checked.looks_read_only
+                    && !checked.has_pragma
+                    && let Some(r) = self.read(stmt).await?
+                {
+                    return Ok(vec![r]);
+                }
             }
         }
         self.write(statements.to_vec()).await

@@ -144,10 +144,17 @@ fn to_ref(v: &D1Value) -> ValueRef<'_> {
 pub(crate) fn db_size(ctx: &Ctx<'_>) -> D1Result<u64> {
     ctx.control
         .internal(|| {
-            let mut s = ctx.conn.prepare_cached(
-                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-            )?;
-            s.query_row([], |r| r.get::<_, i64>(0))
+            // Plain pragmas: the pragma table-valued functions prepare a statement of their
+            // own on every run.
+            let pages: i64 = ctx
+                .conn
+                .prepare_cached("PRAGMA page_count")?
+                .query_row([], |r| r.get(0))?;
+            let size: i64 = ctx
+                .conn
+                .prepare_cached("PRAGMA page_size")?
+                .query_row([], |r| r.get(0))?;
+            Ok(pages * size)
         })
         .map(|v| v.max(0) as u64)
         .map_err(|e| map_err(e, ctx.control, ctx.limits))
