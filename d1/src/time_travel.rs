@@ -100,6 +100,8 @@ pub(crate) struct TimeTravel {
     answered: AtomicU64,
     /// WAL bytes archived since the last checkpoint.
     since_checkpoint: AtomicU64,
+    /// The WAL, kept open between captures (dropped when a restore replaces the files).
+    wal_file: Mutex<Option<fs::File>>,
 }
 
 impl TimeTravel {
@@ -145,6 +147,7 @@ impl TimeTravel {
             last_time: AtomicU64::new(last.map_or(0, |l| l.time_ms)),
             answered: AtomicU64::new(0),
             since_checkpoint: AtomicU64::new(0),
+            wal_file: Mutex::new(None),
             archive: Mutex::new(archive),
             clock,
             retention_ms: retention_secs.saturating_mul(1000),
@@ -175,23 +178,23 @@ impl TimeTravel {
     /// Archives every commit in the WAL after the archive's position.
     pub fn capture(&self, conn: &Connection) -> D1Result<()> {
         let mut a = self.archive.lock();
-        let (commits, page_size) = wal::read_commits(&wal_path(&self.db_path), a.wal)
-            .map_err(|e| tt_err("reading the WAL", e))?;
-        let mut bytes = 0u64;
-        let mut wal_file = if commits.is_empty() {
-            None
-        } else {
-            Some(
-                fs::File::open(wal_path(&self.db_path))
-                    .map_err(|e| tt_err("reading the WAL", e))?,
-            )
+        let mut wal_slot = self.wal_file.lock();
+        if wal_slot.is_none() {
+            match fs::File::open(wal_path(&self.db_path)) {
+                Ok(f) => *wal_slot = Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(tt_err("opening the WAL", e)),
+            }
+        }
+        let Some(wal_file) = wal_slot.as_mut() else {
+            return Ok(());
         };
+        let (commits, page_size) =
+            wal::read_commits_from(wal_file, a.wal).map_err(|e| tt_err("reading the WAL", e))?;
+        let mut bytes = 0u64;
         for c in &commits {
             let seq = self.seq.load(Ordering::Acquire) + 1;
             let time = self.commit_time();
-            let Some(wal_file) = wal_file.as_mut() else {
-                break;
-            };
             a.append_commit(seq, time, c, page_size, wal_file)
                 .map_err(|e| tt_err("archiving a commit", e))?;
             self.seq.store(seq, Ordering::Release);
@@ -373,6 +376,7 @@ impl TimeTravel {
         let guard = swap.write();
         readers.set_cancel(false);
         readers.close_idle();
+        *self.wal_file.lock() = None;
         *conn = Connection::open_in_memory().map_err(|e| tt_err("restore", e))?;
         let swapped = replace_database_file(&self.db_path, &snap)
             .map_err(|e| tt_err("replacing the database file", e));

@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::Path;
 
 /// Where a log generation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,15 +55,14 @@ fn checksum(big_endian: bool, data: &[u8], mut s: (u32, u32)) -> (u32, u32) {
     s
 }
 
-/// Reads every complete commit in the log at `path` after `from` (a position of the same
+/// Reads every complete commit in the open WAL file `f` after `from` (a position of the same
 /// generation; a position of another generation, or the default, reads from the start).
 /// Returns the commits in order and the page size.
-pub(crate) fn read_commits(path: &Path, from: WalPosition) -> io::Result<(Vec<WalCommit>, u32)> {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e),
-    };
+pub(crate) fn read_commits_from(
+    f: &mut File,
+    from: WalPosition,
+) -> io::Result<(Vec<WalCommit>, u32)> {
+    f.seek(SeekFrom::Start(0))?;
     let len = f.metadata()?.len();
     if len < 32 {
         return Ok((Vec::new(), 0));
