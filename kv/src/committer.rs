@@ -3,10 +3,12 @@
 //! Callers send an [`Op`] with a reply channel. The committer thread takes the first waiting
 //! op, then every op that arrived meanwhile (up to [`MAX_BATCH`]), applies them in one engine
 //! transaction (one fsync for the redb engine) and answers all of them. Under load, batches
-//! grow by themselves: while one commit is on disk the next batch queues up.
+//! grow by themselves: while one commit is on disk the next batch queues up, and the thread
+//! lingers up to 200 us for the writers it just answered, so a crowd shares each fsync.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bindery_core::kv::{KvError, KvResult};
 use parking_lot::Mutex;
@@ -16,6 +18,9 @@ use crate::engine::{Engine, Op};
 
 /// Most ops in one transaction.
 const MAX_BATCH: usize = 1024;
+
+/// Longest wait for the writers of the previous commit to queue their next op.
+const LINGER: Duration = Duration::from_micros(200);
 
 struct Request {
     op: Op,
@@ -105,6 +110,16 @@ impl Drop for Committer {
     }
 }
 
+/// Moves every op already queued into `batch`, up to [`MAX_BATCH`].
+fn drain(rx: &mut mpsc::UnboundedReceiver<Request>, batch: &mut Vec<Request>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+}
+
 fn run(
     engine: Arc<dyn Engine>,
     mut rx: mpsc::UnboundedReceiver<Request>,
@@ -113,14 +128,19 @@ fn run(
 ) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     let mut ops: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    let mut last_len = 1;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
+        drain(&mut rx, &mut batch);
+        // The writers answered by the previous commit are on their way back with their next
+        // op; wait briefly for them so they share this commit instead of paying for the
+        // next one. A lone writer (last_len == 1) never waits.
+        let deadline = Instant::now() + LINGER;
+        while batch.len() < last_len && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(20));
+            drain(&mut rx, &mut batch);
         }
+        last_len = batch.len();
         let mut replies = Vec::with_capacity(batch.len());
         for r in batch.drain(..) {
             ops.push(r.op);
