@@ -81,6 +81,7 @@ fn consumer_settings() -> ConsumerSettings {
 
 /// The child: producers and a consumer running until killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of the SIGKILL crash test"]
 async fn crash_child_process() {
     let Some(dir) = std::env::var_os(CHILD_ENV).map(PathBuf::from) else {
         return;
@@ -163,6 +164,7 @@ fn acknowledged_sends_survive_sigkill_and_are_delivered_at_least_once() {
             .args([
                 "crash_child_process",
                 "--exact",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
