@@ -155,7 +155,13 @@ fn acknowledged_writes_and_alarms_survive_sigkill() {
     for iteration in 0..iterations {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
