@@ -22,8 +22,9 @@ fn st(sql: &str) -> D1Statement {
     D1Statement::new(sql)
 }
 
-/// The child's body; a no-op unless the parent started this binary as a child.
+/// The child's body, run only by the crash test as a child process.
 #[test]
+#[ignore = "child process of the SIGKILL crash test"]
 fn crash_child() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
@@ -92,7 +93,13 @@ async fn child(dir: PathBuf, iter: i64) {
 fn run_child(dir: &Path, iter: u64, rng: &mut impl Rng) -> Vec<i64> {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = Command::new(exe)
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "crash_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .env(ITER_ENV, iter.to_string())
         .stdout(Stdio::piped())
@@ -198,6 +205,7 @@ fn tt_builder() -> bindery_d1::D1Builder {
 /// The Time Travel child: batches with 2 KB blobs, so that the WAL is archived and
 /// checkpointed every few commits and base snapshots are taken often.
 #[test]
+#[ignore = "child process of the Time Travel crash test"]
 fn tt_crash_child() {
     let Some(dir) = std::env::var_os(TT_CHILD_ENV) else {
         return;
@@ -296,6 +304,7 @@ fn killed_while_archiving_and_checkpointing_then_restores_correctly() {
             .args([
                 "--exact",
                 "tt_crash_child",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
