@@ -205,8 +205,12 @@ impl Shared {
 /// queue a sweep, never across an await, so dropping the last handle closes the store at once.
 async fn sweep_loop(shared: Weak<Shared>, clock: SharedClock, interval: Duration) {
     let interval_ms = interval.as_millis().max(1) as u64;
+    let mut next = clock.now_ms() + interval_ms;
     loop {
-        clock.sleep_until(clock.now_ms() + interval_ms).await;
+        clock.sleep_until(next).await;
+        // Due one interval after this sweep started, so a clock that moves during the sweep
+        // cannot push the next one past it.
+        next = clock.now_ms() + interval_ms;
         loop {
             let queued = match shared.upgrade() {
                 Some(s) => s.committer.enqueue(s.sweep_op()),

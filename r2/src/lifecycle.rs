@@ -180,6 +180,9 @@ pub(crate) async fn maintenance_loop(bucket: Weak<Inner>, clock: SharedClock, in
     let mut next = clock.now_ms() + step;
     loop {
         clock.sleep_until(next).await;
+        // The next run is due one interval after this one started, not after it ended: a
+        // clock that moves while the run is in progress must not push the next run past it.
+        let started = clock.now_ms();
         let Some(inner) = bucket.upgrade() else {
             return;
         };
@@ -187,6 +190,6 @@ pub(crate) async fn maintenance_loop(bucket: Weak<Inner>, clock: SharedClock, in
             tracing::warn!(bucket = %inner.name, error = %e, "lifecycle maintenance failed");
         }
         drop(inner);
-        next = clock.now_ms() + step;
+        next = started + step;
     }
 }
